@@ -1,0 +1,119 @@
+"""Starting or joining Ray under the project's rules: loopback only, bounded connect.
+
+A local Ray binds every part to 127.0.0.1, has no dashboard, no usage stats, a short temp
+dir (Unix socket paths are limited to ~107 characters), a pinned object store and a fixed
+CPU count. Joining an existing cluster first probes its GCS port with a timeout, because
+``ray.init(address=...)`` with nothing listening retries for minutes.
+"""
+import os
+import socket
+import tempfile
+
+LOOPBACK = "127.0.0.1"
+
+# Read by every Ray process at start; set before ray.init / `ray start`.
+RAY_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+}
+
+
+def ray_env(base=None):
+    """``base`` (default ``os.environ``) plus the variables that keep Ray local and quiet."""
+    env = dict(os.environ if base is None else base)
+    env.update(RAY_ENV)
+    return env
+
+
+def short_temp_dir(prefix="ra_"):
+    """A new directory ``/tmp/<prefix>XXXXXXXX`` (well under 45 characters)."""
+    return tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+
+
+def free_port(host=LOOPBACK):
+    """A TCP port that was free on ``host`` a moment ago."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _probe(host, port, timeout_s):
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _import_ray_local():
+    """Import ray with RAY_ENV in effect (ray reads the loopback switch once, at import)."""
+    os.environ.update(RAY_ENV)
+    import ray
+    from ray._private import ray_constants
+
+    # Imported earlier without the variable: without this, Ray maps 127.0.0.1 to the
+    # interface address and its GCS listens there.
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    return ray
+
+
+def start_local(num_cpus=2, object_store_mb=300, temp_dir=None):
+    """Start an in-process local Ray on 127.0.0.1; returns its GCS address ``host:port``."""
+    ray = _import_ray_local()
+    if num_cpus < 1:
+        raise ValueError(f"num_cpus must be >= 1, got num_cpus={num_cpus}")
+    if object_store_mb < 80:
+        raise ValueError(f"object_store_mb must be >= 80 (Ray's minimum), got object_store_mb={object_store_mb}")
+    temp_dir = temp_dir or short_temp_dir()
+    if len(temp_dir) > 45:
+        raise ValueError(f"Ray temp_dir must be at most 45 characters, got {temp_dir!r} ({len(temp_dir)})")
+    ctx = ray.init(
+        num_cpus=num_cpus,
+        object_store_memory=int(object_store_mb) * 1024 * 1024,
+        include_dashboard=False,
+        _node_ip_address=LOOPBACK,
+        _temp_dir=temp_dir,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    return ctx.address_info["address"]
+
+
+def connect(address, timeout_s=15.0):
+    """Join the running cluster at ``address`` ("auto" or "host:port"); returns its address.
+
+    Fails within ``timeout_s`` with a clear message when nothing answers there.
+    """
+    import ray
+
+    os.environ.update(RAY_ENV)
+    resolved = address
+    if address == "auto":
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+
+        # Ray's own "auto": RAY_ADDRESS, the last `ray start`, else the one running GCS.
+        resolved = canonicalize_bootstrap_address_or_die("auto")
+    host, _, port = resolved.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f'address must be "auto" or "host:port", got address={address!r}')
+    if not _probe(host, port, timeout_s):
+        raise ConnectionError(f"no Ray cluster answers at address={resolved!r} within {timeout_s} s")
+    ray.init(address=resolved, log_to_driver=False, configure_logging=False)
+    return resolved
+
+
+def ensure_ray(address=None, num_cpus=2, object_store_mb=300, connect_timeout_s=15.0):
+    """Make sure this process is connected to Ray. Returns ``(address, started_here)``.
+
+    An already initialised Ray (for example the test suite's) is reused; ``address=None``
+    starts a local one; otherwise the cluster at ``address`` is joined. ``started_here`` tells
+    the caller whether it must call ``ray.shutdown()`` when done.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return ray.get_runtime_context().gcs_address, False
+    if address is None:
+        return start_local(num_cpus=num_cpus, object_store_mb=object_store_mb), True
+    return connect(address, timeout_s=connect_timeout_s), True
