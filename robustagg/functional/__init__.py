@@ -1,0 +1,22 @@
+"""The rules as pure functions on ``x: Tensor[n, d]`` (one file per rule).
+
+Aggregation rules map ``Tensor[n, d] -> Tensor[d]``; pre-aggregations (``nnm``,
+``bucketing``, ``clip``, ``arc``) map ``Tensor[n, d] -> Tensor[n', d]`` and compose in front of
+any rule. Distance-based rules take an optional ``distances`` (float64 ``[n, n]`` squared
+distances from :func:`robustagg.kernels.pairwise_sq_distances`) so that one computation serves
+every distance-based step.
+"""
+from .bucketing import bucketing
+from .bulyan import bulyan
+from .centered_clipping import centered_clipping
+from .arc import arc
+from .clip import clip
+from .geometric_median import geometric_median
+from .krum import krum, krum_scores, multi_krum
+from .mean import mean
+from .median import coordinate_median
+from .nnm import nnm
+from .trimmed_mean import trimmed_mean
+
+__all__ = ["arc", "bucketing", "bulyan", "centered_clipping", "clip", "coordinate_median",
+           "geometric_median", "krum", "krum_scores", "mean", "multi_krum", "nnm", "trimmed_mean"]

@@ -1,0 +1,64 @@
+"""Argument checks shared by the rules, run once where arguments enter (never in inner loops)."""
+from __future__ import annotations
+
+import torch
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def as_matrix(x, rule: str) -> torch.Tensor:
+    """Check that ``x`` is a non-empty floating ``Tensor[n, d]``; return it in a compute dtype
+    (float16/bfloat16 are computed in float32, float32/float64 as they are)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{rule} expects a Tensor[n, d], got {type(x).__name__}")
+    if x.ndim != 2:
+        raise ValueError(f"{rule} expects x of shape [n, d], got shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{rule} got empty input: n=0 vectors")
+    if x.shape[1] == 0:
+        raise ValueError(f"{rule} got vectors of dimension d=0")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"{rule} needs floating-point vectors, got dtype {x.dtype}")
+    return x.float() if x.dtype in _LOW_PRECISION else x
+
+
+def check_f(f, rule: str, name: str = "f") -> int:
+    """``f`` must be a non-negative int."""
+    if isinstance(f, bool) or not isinstance(f, int):
+        raise TypeError(f"{rule}: {name} must be an int, got {f!r}")
+    if f < 0:
+        raise ValueError(f"{rule}: {name} must be >= 0, got {name}={f}")
+    return f
+
+
+def bound_text(a: int, b: int) -> str:
+    """``n >= a*f + b`` written as people write it: ``2f + 3``, ``f + 1``, ``4f + 3``."""
+    coef = "f" if a == 1 else f"{a}f"
+    return f"{coef} + {b}" if b else coef
+
+
+def check_bound(rule: str, n: int, f: int, a: int, b: int) -> None:
+    """Raise ``ValueError`` unless ``n >= a*f + b``."""
+    if n < a * f + b:
+        raise ValueError(f"{rule} needs n >= {bound_text(a, b)} workers, got n={n}, f={f}")
+
+
+def check_positive(value, rule: str, name: str, integer: bool = False):
+    """``value`` must be > 0 (and an int when ``integer``)."""
+    if integer and (isinstance(value, bool) or not isinstance(value, int)):
+        raise TypeError(f"{rule}: {name} must be an int, got {value!r}")
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise ValueError(f"{rule}: {name} must be > 0, got {name}={value!r}")
+    return value
+
+
+def check_distances(distances, n: int, rule: str) -> None:
+    """A given distance matrix must be ``[n, n]``."""
+    if distances is not None and tuple(distances.shape) != (n, n):
+        raise ValueError(f"{rule}: distances must have shape [{n}, {n}], "
+                         f"got {tuple(distances.shape)}")
+
+
+def finite_rows(x: torch.Tensor) -> torch.Tensor:
+    """Bool[n]: rows without NaN or ±Inf."""
+    return torch.isfinite(x).all(dim=1)

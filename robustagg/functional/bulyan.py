@@ -1,0 +1,65 @@
+"""Bulyan (El Mhamdi, Guerraoui, Rouault, ICML 2018)."""
+from __future__ import annotations
+
+import torch
+
+from .. import kernels
+from ._checks import as_matrix, check_bound, check_distances, check_f
+from .krum import scores_from_distances, select_lowest
+
+
+def bulyan(x: torch.Tensor, f: int, distances: torch.Tensor | None = None,
+           return_selected: bool = False):
+    r"""Bulyan over Krum.
+
+    1. Selection: θ = n - 2f vectors, chosen one at a time by Krum on the vectors not chosen
+       yet (the scores recomputed on the remaining set R after each choice, with |R| - f - 2
+       neighbours; one distance matrix serves every step).
+    2. Aggregation: per coordinate k, the mean of the β = θ - 2f selected values closest to
+       their median: :math:`\frac1\beta \sum_{i \in B_k} x_{ik}`,
+       :math:`B_k = \arg\min_{|B|=\beta} \sum_{i \in B} |x_{ik} - \mathrm{med}_k|`.
+
+    ``x: Tensor[n, d]`` → ``Tensor[d]`` (and the θ selected indices, in order of choice, when
+    ``return_selected``). Needs n ≥ 4f + 3.
+    El Mhamdi, Guerraoui, Rouault, "The hidden vulnerability of distributed learning in
+    Byzantium", ICML 2018, Section 4 (Algorithm "Bulyan", equations for θ and β).
+
+    Conventions (the paper leaves them open): on the last, small sets |R| - f - 2 falls to
+    f - 1 and can be 0 (f = 1), which would make every score 0; we use at least one neighbour,
+    so that a non-finite vector keeps an infinite score and is never selected. Ties in
+    Krum go to the lowest index; in the coordinate step, ties in distance to the median go to
+    the value chosen earlier in the selection. NaN is ordered as +inf.
+    """
+    rule = "Bulyan"
+    dtype = x.dtype if isinstance(x, torch.Tensor) else None
+    x = as_matrix(x, rule)
+    n = x.shape[0]
+    check_bound(rule, n, check_f(f, rule), 4, 3)
+    check_distances(distances, n, rule)
+    if distances is None:
+        distances = kernels.pairwise_sq_distances(x)
+    distances = distances.to(torch.float64)
+
+    theta, beta = n - 2 * f, n - 4 * f
+    remaining = torch.arange(n, device=distances.device)
+    chosen = []
+    for _ in range(theta):
+        sub = distances[remaining][:, remaining]
+        pick = select_lowest(scores_from_distances(sub, max(len(remaining) - f - 2, 1)), 1)
+        if pick.numel() == 0:  # more than f non-finite rows: nothing trustworthy is left
+            break
+        chosen.append(remaining[pick])
+        remaining = remaining[torch.arange(len(remaining), device=remaining.device) != pick]
+    if len(chosen) < theta:
+        out = torch.full((x.shape[1],), float("nan"), dtype=x.dtype, device=x.device)
+        selected = torch.cat(chosen) if chosen else torch.empty(0, dtype=torch.long)
+        return (out.to(dtype), selected) if return_selected else out.to(dtype)
+    selected = torch.cat(chosen)
+
+    s = x.index_select(0, selected.to(x.device))
+    s = torch.where(torch.isnan(s), torch.full_like(s, float("inf")), s)
+    med = kernels.coordinate_median(s)
+    # stable sort: ties in distance keep selection order (the documented convention)
+    closest = (s - med).abs().sort(dim=0, stable=True).indices[:beta]
+    out = s.gather(0, closest).mean(dim=0).to(dtype)
+    return (out, selected) if return_selected else out

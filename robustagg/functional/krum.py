@@ -1,0 +1,94 @@
+"""Krum and multi-Krum (Blanchard, El Mhamdi, Guerraoui, Stainer, NeurIPS 2017)."""
+from __future__ import annotations
+
+import torch
+
+from .. import kernels
+from ._checks import as_matrix, check_bound, check_distances, check_f
+
+_INF = float("inf")
+
+
+def scores_from_distances(distances: torch.Tensor, k: int) -> torch.Tensor:
+    """Per row, the sum of its ``k`` smallest distances to the *other* rows (float64 ``[n]``).
+
+    ``distances``: float64 ``[n, n]`` as from :func:`robustagg.kernels.pairwise_sq_distances`
+    (+inf for non-finite rows), so a row with a non-finite entry scores +inf when k ≥ 1.
+    """
+    off = distances.clone()
+    off.fill_diagonal_(_INF)  # a vector is not its own neighbour (a duplicate of it is)
+    return off.topk(k, dim=1, largest=False).values.sum(dim=1)
+
+
+def select_lowest(scores: torch.Tensor, m: int) -> torch.Tensor:
+    """Indices of the ``m`` lowest finite scores, ties to the lowest index (``LongTensor[≤ m]``).
+
+    A non-finite score is never selected, so fewer than m indices come back when fewer than m
+    scores are finite (then the rule's bound on f was exceeded).
+    """
+    order = torch.sort(scores, stable=True).indices
+    order = order[torch.isfinite(scores[order])]
+    return order[:m]
+
+
+def _distances(x, f, distances, rule):
+    x = as_matrix(x, rule)
+    n = x.shape[0]
+    check_bound(rule, n, check_f(f, rule), 2, 3)
+    check_distances(distances, n, rule)
+    if distances is None:
+        distances = kernels.pairwise_sq_distances(x)
+    return x, distances.to(torch.float64)
+
+
+def krum_scores(x: torch.Tensor, f: int, distances: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Krum scores :math:`s(i) = \sum_{i \to j} \lVert x_i - x_j \rVert^2`, where
+    :math:`i \to j` ranges over the n - f - 2 vectors closest to :math:`x_i` (j ≠ i).
+
+    ``x: Tensor[n, d]``, optional ``distances`` float64 ``[n, n]`` (squared, shared with other
+    distance-based steps) → float64 ``[n]``. Needs n ≥ 2f + 3.
+    Blanchard et al., "Machine learning with adversaries: Byzantine tolerant gradient descent",
+    NeurIPS 2017, Section 4 (definition of Krum).
+    """
+    x, distances = _distances(x, f, distances, "Krum")
+    return scores_from_distances(distances, x.shape[0] - f - 2)
+
+
+def krum(x: torch.Tensor, f: int, distances: torch.Tensor | None = None,
+         return_selected: bool = False):
+    r"""Krum: the vector with the lowest score, :math:`x_{i^*}`, :math:`i^* = \arg\min_i s(i)`
+    (see :func:`krum_scores`); ties go to the lowest index, a non-finite vector is never chosen.
+
+    ``x: Tensor[n, d]`` → ``Tensor[d]`` (and the selected index as ``LongTensor[1]`` when
+    ``return_selected``). Needs n ≥ 2f + 3 (Blanchard et al., NeurIPS 2017, Proposition 1).
+    If no vector has a finite score (more than f non-finite rows) the result is NaN.
+    """
+    return multi_krum(x, f, 1, distances, return_selected, rule="Krum")
+
+
+def multi_krum(x: torch.Tensor, f: int, m: int | None = None,
+               distances: torch.Tensor | None = None, return_selected: bool = False,
+               rule: str = "MultiKrum"):
+    r"""Multi-Krum: the unweighted mean of the m vectors with the lowest Krum scores,
+    :math:`\frac1m \sum_{i \in M} x_i`, scores computed once (Blanchard et al., NeurIPS 2017,
+    Section 5; El Mhamdi et al., ICML 2018, Section 2).
+
+    ``x: Tensor[n, d]`` → ``Tensor[d]`` (and the selected indices when ``return_selected``).
+    Needs n ≥ 2f + 3 and 1 ≤ m ≤ n; m defaults to n - f. Ties go to the lowest index, and a
+    vector with a non-finite score is never selected (so with m > n - f and f non-finite rows
+    fewer than m vectors are averaged).
+    """
+    dtype = x.dtype if isinstance(x, torch.Tensor) else None
+    x, distances = _distances(x, f, distances, rule)
+    n = x.shape[0]
+    if m is None:
+        m = n - f
+    if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= n:
+        raise ValueError(f"{rule} needs 1 <= m <= n, got m={m!r}, n={n}")
+    selected = select_lowest(scores_from_distances(distances, n - f - 2), m)
+    if selected.numel() == 0:
+        out = torch.full((x.shape[1],), float("nan"), dtype=x.dtype, device=x.device)
+    else:
+        out = kernels.rows_mean(x, selected.to(x.device))
+    out = out.to(dtype)
+    return (out, selected) if return_selected else out

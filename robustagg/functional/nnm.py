@@ -1,0 +1,33 @@
+"""Nearest-neighbour mixing (Allouah et al., AISTATS 2023)."""
+from __future__ import annotations
+
+import torch
+
+from .. import kernels
+from ._checks import as_matrix, check_bound, check_distances, check_f
+
+
+def nnm(x: torch.Tensor, f: int, distances: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Nearest-neighbour mixing, a pre-aggregation: each vector is replaced by the mean of its
+    n - f nearest neighbours, itself included,
+    :math:`y_i = \frac{1}{n-f}\sum_{j \in N_i} x_j`.
+
+    ``x: Tensor[n, d]`` → ``Tensor[n, d]``; needs n ≥ 2f + 1 (the rule after it keeps its own
+    bound). Ties among neighbours go to the lowest index. Allouah, Farhadkhani, Guerraoui,
+    Gupta, Pinot, Stephan, "Fixing by mixing: a recipe for optimal Byzantine ML under
+    heterogeneity", AISTATS 2023, Algorithm 1. Non-finite vectors are +inf away from all others,
+    so an honest vector mixes only finite ones.
+    """
+    rule = "NNM"
+    dtype = x.dtype if isinstance(x, torch.Tensor) else None
+    x = as_matrix(x, rule)
+    n = x.shape[0]
+    check_bound(rule, n, check_f(f, rule), 2, 1)
+    check_distances(distances, n, rule)
+    if distances is None:
+        distances = kernels.pairwise_sq_distances(x)
+    distances = distances.to(torch.float64).clone()
+    distances.fill_diagonal_(-1.0)  # itself first, whatever the duplicates
+    # stable argsort: ties go to the lowest index
+    neighbours = distances.sort(dim=1, stable=True).indices[:, : n - f].to(x.device)
+    return x[neighbours].mean(dim=1).to(dtype)

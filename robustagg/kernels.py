@@ -1,0 +1,109 @@
+"""Kernel dispatch: native CPU (``cpp``), native CUDA (``cuda``) or pure torch (``torch``).
+
+Every function here takes float32 or float64 input that the caller has already validated
+(the rules in :mod:`robustagg.functional` do that), and keeps the inner loops free of checks.
+``backend(device)`` says which path serves a device.
+
+Contract shared by all paths:
+
+- ``pairwise_sq_distances(x[n, d]) -> float64[n, n]``: squared Euclidean distances,
+  symmetric, exact zero diagonal; any pair involving a row with NaN or ±Inf is ``+inf``.
+- ``coordinate_median(x[n, d]) -> [d]``: per coordinate, the middle value (odd n) or the mean of
+  the two middle values (even n); NaN is ordered as ``+inf``.
+- ``trimmed_mean(x[n, d], f) -> [d]``: per coordinate, the mean of the n - 2f values left after
+  dropping the f largest and f smallest; NaN is ordered as ``+inf``.
+- ``rows_mean(x[n, d], idx[m]) -> [d]``: the mean of the rows ``idx``.
+"""
+from __future__ import annotations
+
+import torch
+
+try:  # the native extension is optional: without it everything runs on the torch path
+    from robustagg import _C  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - exercised only when the build is missing
+    _C = None
+
+
+def _has(name: str) -> bool:
+    return _C is not None and hasattr(_C, name)
+
+
+def backend(device: torch.device | str = "cpu") -> str:
+    """Which implementation serves ``device``: ``"cpp"``, ``"cuda"`` or ``"torch"``."""
+    device = torch.device(device)
+    if device.type == "cpu" and _has("pairwise_sq_distances_cpu"):
+        return "cpp"
+    if device.type == "cuda" and _has("pairwise_sq_distances_cuda"):
+        return "cuda"
+    return "torch"
+
+
+def _nan_as_inf(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(torch.isnan(x), torch.full_like(x, float("inf")), x)
+
+
+# ---------------------------------------------------------------- pure torch reference path
+
+def pairwise_sq_distances_torch(x: torch.Tensor) -> torch.Tensor:
+    """Gram form on float64 rows centred on the mean of the finite rows (centring keeps the
+    identity exact enough for near-duplicate inputs)."""
+    n = x.shape[0]
+    finite = torch.isfinite(x).all(dim=1)
+    out = torch.full((n, n), float("inf"), dtype=torch.float64, device=x.device)
+    if finite.any():
+        xf = x[finite].double()
+        xf = xf - xf.mean(dim=0, keepdim=True)
+        sq = (xf * xf).sum(dim=1)
+        dist = (sq[:, None] + sq[None, :] - 2.0 * (xf @ xf.T)).clamp_min_(0.0)
+        idx = finite.nonzero().squeeze(1)
+        out[idx[:, None], idx[None, :]] = dist
+    out.fill_diagonal_(0.0)
+    return out
+
+
+def coordinate_median_torch(x: torch.Tensor) -> torch.Tensor:
+    n = x.shape[0]
+    s = _nan_as_inf(x).sort(dim=0).values
+    if n % 2:
+        return s[n // 2].clone()
+    # mean of the two middle values, written so that it cannot overflow: a/2 + b/2
+    return s[n // 2 - 1] * 0.5 + s[n // 2] * 0.5
+
+
+def trimmed_mean_torch(x: torch.Tensor, f: int) -> torch.Tensor:
+    n = x.shape[0]
+    if f == 0:
+        return x.mean(dim=0)
+    s = _nan_as_inf(x).sort(dim=0).values
+    return s[f:n - f].mean(dim=0)
+
+
+def rows_mean_torch(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    return x.index_select(0, idx).mean(dim=0)
+
+
+# ---------------------------------------------------------------- dispatch
+
+def pairwise_sq_distances(x: torch.Tensor) -> torch.Tensor:
+    """Squared distances between the rows of ``x[n, d]`` as float64 ``[n, n]`` (see module doc)."""
+    b = backend(x.device)
+    if b == "cpp":
+        return _C.pairwise_sq_distances_cpu(x)
+    if b == "cuda":
+        return _C.pairwise_sq_distances_cuda(x)
+    return pairwise_sq_distances_torch(x)
+
+
+def coordinate_median(x: torch.Tensor) -> torch.Tensor:
+    """Coordinate-wise median of ``x[n, d]`` (see module doc)."""
+    return coordinate_median_torch(x)
+
+
+def trimmed_mean(x: torch.Tensor, f: int) -> torch.Tensor:
+    """Coordinate-wise f-trimmed mean of ``x[n, d]`` (see module doc)."""
+    return trimmed_mean_torch(x, f)
+
+
+def rows_mean(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Mean of the rows ``idx`` of ``x[n, d]``."""
+    return rows_mean_torch(x, idx)

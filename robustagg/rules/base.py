@@ -1,0 +1,68 @@
+"""The Rule and PreAggregator interfaces: settings, validation and state around a functional rule."""
+from __future__ import annotations
+
+import torch
+
+from .. import inputs
+from ..functional._checks import check_bound, check_f
+
+
+class Rule:
+    """An aggregation rule: ``rule(x) -> Tensor[d]`` for ``x: Tensor[n, d]``, a list of n
+    tensors, or a list of n dicts (the output takes the input's form).
+
+    Subclasses set ``bound = (a, b)`` (the rule needs n ≥ a·f + b) and implement
+    :meth:`aggregate` on a validated ``Tensor[n, d]``, recording ``self.selected`` where the rule
+    selects vectors.
+    """
+
+    bound: tuple[int, int] = (0, 1)
+
+    def __init__(self, f: int = 0):
+        self.f = check_f(f, type(self).__name__)
+        self.selected: torch.Tensor | None = None
+
+    @property
+    def min_n(self) -> int:
+        """The smallest number of vectors the rule accepts with its f."""
+        a, b = self.bound
+        return a * self.f + b
+
+    def check(self, n: int) -> None:
+        """Raise ``ValueError`` if n vectors are too few for this rule and its f."""
+        check_bound(type(self).__name__, n, self.f, *self.bound)
+
+    def __call__(self, grads):
+        x, unflatten = inputs.flatten(grads, type(self).__name__)
+        if isinstance(x, torch.Tensor) and x.ndim == 2:
+            self.check(x.shape[0])
+        return unflatten(self.aggregate(x))
+
+    def aggregate(self, x: torch.Tensor) -> torch.Tensor:
+        """``Tensor[n, d] -> Tensor[d]``."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget what earlier calls left (the selection; state of stateful rules)."""
+        self.selected = None
+
+    def _settings(self) -> dict:
+        return {"f": self.f}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._settings().items())
+        return f"{type(self).__name__}({args})"
+
+
+class PreAggregator(Rule):
+    """A pre-aggregation: ``pre(x: Tensor[n, d]) -> Tensor[out_n(n), d]``, composed in front of a
+    rule by :class:`robustagg.Pipeline`."""
+
+    def out_n(self, n: int) -> int:
+        """How many vectors come out of n vectors."""
+        return n
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(x, torch.Tensor) and x.ndim == 2:
+            self.check(x.shape[0])
+        return self.aggregate(x)
