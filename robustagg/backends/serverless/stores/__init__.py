@@ -1,0 +1,34 @@
+"""Stores of the Lambda backend, by name: ``make_store({"kind": "redis", "host": ..., ...})``."""
+from __future__ import annotations
+
+from .base import Store, check_key, grad_key, params_key, round_prefix, run_prefix, shard_key
+from .memory_store import MemoryStore
+
+
+def _redis(**kw):
+    from .redis_store import RedisStore
+    return RedisStore(**kw)
+
+
+def _s3(**kw):
+    from .s3_store import S3Store
+    return S3Store(**kw)
+
+
+STORES = {"memory": MemoryStore, "redis": _redis, "s3": _s3}
+
+
+def make_store(config: dict) -> Store:
+    """Build a store from configuration: ``{"kind": "redis"|"s3"|"memory", **its arguments}``."""
+    config = dict(config)
+    kind = config.pop("kind", None)
+    if kind not in STORES:
+        raise ValueError(f"store kind must be one of {sorted(STORES)}, got {kind!r}")
+    try:
+        return STORES[kind](**config)
+    except TypeError as e:
+        raise ValueError(f"bad settings for the {kind} store: {e}") from None
+
+
+__all__ = ["Store", "MemoryStore", "make_store", "STORES", "check_key", "grad_key", "params_key",
+           "round_prefix", "run_prefix", "shard_key"]

@@ -1,0 +1,99 @@
+"""The Store interface of the Lambda backend and the key layout shared by the server and the workers.
+
+A store holds opaque byte blobs (always the wire format of :mod:`..wire`, never pickles) under
+string keys. Keys are namespaced by run and round::
+
+    ra/<run>/shard/<worker>/x | y        a worker's data shard (written once per run)
+    ra/<run>/r<round>/params             the round's parameters (written once by the server)
+    ra/<run>/r<round>/grad/<worker>      a worker's gradient (write-once: duplicates cannot overwrite)
+
+and a finished round's keys are deleted with ``delete_prefix(round_prefix(run, round))``.
+"""
+from __future__ import annotations
+
+import re
+import time
+from abc import ABC, abstractmethod
+
+from ..wire import check_run_id
+
+_KEY = re.compile(r"[A-Za-z0-9_./-]{1,512}\Z")
+
+
+def check_key(key: str) -> str:
+    """Keys are 1-512 characters of [A-Za-z0-9_./-] (no glob or control characters)."""
+    if not isinstance(key, str) or not _KEY.match(key):
+        raise ValueError(f"store key must be 1-512 characters of [A-Za-z0-9_./-], got {key!r}")
+    return key
+
+
+def run_prefix(run_id: str) -> str:
+    return f"ra/{check_run_id(run_id)}/"
+
+
+def round_prefix(run_id: str, round: int) -> str:
+    return f"{run_prefix(run_id)}r{int(round)}/"
+
+
+def params_key(run_id: str, round: int) -> str:
+    return f"{round_prefix(run_id, round)}params"
+
+
+def grad_key(run_id: str, round: int, worker: int) -> str:
+    return f"{round_prefix(run_id, round)}grad/{int(worker)}"
+
+
+def shard_key(run_id: str, worker: int, part: str) -> str:
+    if part not in ("x", "y"):
+        raise ValueError(f"shard part must be 'x' or 'y', got {part!r}")
+    return f"{run_prefix(run_id)}shard/{int(worker)}/{part}"
+
+
+class Store(ABC):
+    """Byte blobs under keys: write-once puts, gets, waiting for many keys, deleting a prefix."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes, if_absent: bool = True) -> bool:
+        """Store ``data`` under ``key``; with ``if_absent`` an existing key is kept.
+        Returns True when written, False when the key existed (and ``if_absent``)."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes | None:
+        """The blob under ``key``, or None."""
+
+    @abstractmethod
+    def get_many(self, keys: list[str]) -> dict[str, bytes]:
+        """The blobs of those ``keys`` that exist."""
+
+    @abstractmethod
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every key starting with ``prefix``; returns how many were deleted."""
+
+    def wait(self, keys, timeout: float, poll: float = 0.002, max_poll: float = 0.05) -> dict[str, bytes]:
+        """Wait until every key exists or ``timeout`` seconds pass; return those that arrived.
+
+        Polls the missing keys with exponential back-off from ``poll`` to ``max_poll`` seconds.
+        """
+        missing = [check_key(k) for k in keys]
+        found: dict[str, bytes] = {}
+        deadline = time.monotonic() + timeout
+        delay = poll
+        while missing:
+            got = self.get_many(missing)
+            found.update(got)
+            missing = [k for k in missing if k not in got]
+            left = deadline - time.monotonic()
+            if not missing or left <= 0:
+                break
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, max_poll)
+        return found
+
+    def close(self) -> None:
+        """Release connections (default: nothing to release)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,180 @@
+"""The wire format of tensors crossing the store: a fixed 128-byte header, then raw little-endian data.
+
+Nothing read from a store is ever unpickled: a blob is parsed with :mod:`struct` and
+``numpy.frombuffer`` only, and every header field is checked against what the reader expects
+before a byte of the payload is used.
+
+Layout (little-endian, 128 bytes, so the payload starts 8-byte aligned)::
+
+    offset size field
+    0      4    magic  b"RAGW"
+    4      2    version (uint16, = 1)
+    6      1    dtype code (see DTYPES)
+    7      1    kind code (see KINDS): params, grad, shard_x, shard_y
+    8      32   run id, ASCII [A-Za-z0-9_-], NUL padded
+    40     8    round (uint64)
+    48     4    worker id (int32; -1 for the server)
+    52     1    ndim (0..4)
+    53     3    reserved, zero
+    56     32   dims (4 x uint64; unused dims are 0)
+    88     8    element count (uint64) = prod(dims)
+    96     16   digest: BLAKE2b-128 over header[0:96] + payload, keyed with the writer's token when
+                the reader holds one (authentication), else unkeyed (integrity only)
+    112    16   reserved, zero
+    128    ...  payload: count * itemsize bytes
+
+A reader gives the run id, round, worker, kind and (optionally) dtype and shape it expects;
+:func:`decode` raises :class:`WireError` naming the first field that differs.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+MAGIC = b"RAGW"
+VERSION = 1
+HEADER_SIZE = 128
+MAX_NDIM = 4
+_HEAD = struct.Struct("<4sHBB32sQiB3x4QQ")  # fields up to the digest: 96 bytes
+_DIGEST_SIZE = 16
+assert _HEAD.size == 96
+
+# code -> (name, little-endian numpy dtype, torch dtype). bfloat16 travels as its raw 16-bit pattern.
+DTYPES = {
+    1: ("float32", np.dtype("<f4"), torch.float32),
+    2: ("float64", np.dtype("<f8"), torch.float64),
+    3: ("float16", np.dtype("<f2"), torch.float16),
+    4: ("bfloat16", np.dtype("<u2"), torch.bfloat16),
+    5: ("int64", np.dtype("<i8"), torch.int64),
+    6: ("int32", np.dtype("<i4"), torch.int32),
+    7: ("uint8", np.dtype("u1"), torch.uint8),
+}
+_CODE_OF_TORCH = {t: c for c, (_, _, t) in DTYPES.items()}
+KINDS = {1: "params", 2: "grad", 3: "shard_x", 4: "shard_y"}
+_CODE_OF_KIND = {k: c for c, k in KINDS.items()}
+_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")
+
+
+class WireError(ValueError):
+    """A blob that does not match what the reader expects (treated as an omission by the server)."""
+
+
+@dataclass(frozen=True)
+class Header:
+    dtype: torch.dtype
+    kind: str
+    run_id: str
+    round: int
+    worker: int
+    shape: tuple[int, ...]
+
+
+def check_run_id(run_id: str) -> str:
+    """Return ``run_id`` if it is 1-32 characters of [A-Za-z0-9_-], else raise ValueError."""
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+        raise ValueError(f"run_id must be 1-32 characters of [A-Za-z0-9_-], got {run_id!r}")
+    return run_id
+
+
+def _digest(head: bytes, payload, token: bytes | None) -> bytes:
+    h = hashlib.blake2b(digest_size=_DIGEST_SIZE, key=token or b"")
+    h.update(head)
+    h.update(payload)
+    return h.digest()
+
+
+def encode(tensor, *, kind: str, run_id: str, round: int, worker: int,
+           token: bytes | None = None) -> bytes:
+    """Serialize a tensor (torch or numpy, at most 4-D) into one blob: header + raw little-endian data.
+
+    ``token``: the writer's secret (at most 64 bytes); the digest is then keyed, so a reader holding
+    the same token knows the blob came from its holder.
+    """
+    if kind not in _CODE_OF_KIND:
+        raise ValueError(f"kind must be one of {sorted(_CODE_OF_KIND)}, got {kind!r}")
+    check_run_id(run_id)
+    t = torch.as_tensor(tensor).detach().cpu()
+    if t.dtype not in _CODE_OF_TORCH:
+        raise ValueError(f"dtype {t.dtype} is not in the wire format (supported: "
+                         f"{[n for n, _, _ in DTYPES.values()]})")
+    if t.dim() > MAX_NDIM:
+        raise ValueError(f"the wire format carries at most {MAX_NDIM} dims, got shape {tuple(t.shape)}")
+    if not 0 <= round < 2**64 or not -2**31 <= worker < 2**31:
+        raise ValueError(f"round must be in [0, 2^64) and worker an int32, got round={round}, worker={worker}")
+    code = _CODE_OF_TORCH[t.dtype]
+    t = t.contiguous()
+    if t.dtype == torch.bfloat16:
+        t = t.view(torch.int16)
+    arr = t.numpy().astype(DTYPES[code][1], copy=False)  # byte-swaps only on big-endian hosts
+    dims = list(t.shape) + [0] * (MAX_NDIM - t.dim())
+    head = _HEAD.pack(MAGIC, VERSION, code, _CODE_OF_KIND[kind], run_id.encode("ascii"), round,
+                      worker, t.dim(), *dims, t.numel())
+    payload = memoryview(np.ascontiguousarray(arr)).cast("B")
+    return b"".join((head, _digest(head, payload, token), bytes(16), payload))
+
+
+def read_header(blob) -> Header:
+    """Parse and check the header alone (magic, version, codes, dims): raises WireError."""
+    blob = memoryview(blob).cast("B")
+    if len(blob) < HEADER_SIZE:
+        raise WireError(f"blob of {len(blob)} bytes is shorter than the {HEADER_SIZE}-byte header")
+    (magic, version, dcode, kcode, rid, rnd, worker, ndim, *rest) = _HEAD.unpack_from(blob)
+    dims, count = rest[:MAX_NDIM], rest[MAX_NDIM]
+    if magic != MAGIC:
+        raise WireError(f"bad magic {bytes(magic)!r} (expected {MAGIC!r}): not a robustagg blob")
+    if version != VERSION:
+        raise WireError(f"wire format version {version} is not supported (expected {VERSION})")
+    if dcode not in DTYPES:
+        raise WireError(f"unknown dtype code {dcode}")
+    if kcode not in KINDS:
+        raise WireError(f"unknown kind code {kcode}")
+    if ndim > MAX_NDIM or any(dims[ndim:]):
+        raise WireError(f"bad shape: ndim={ndim}, dims={dims}")
+    shape = tuple(dims[:ndim])
+    if int(np.prod(shape, dtype=np.float64)) != count:
+        raise WireError(f"element count {count} does not match shape {shape}")
+    try:
+        run_id = check_run_id(bytes(rid).rstrip(b"\0").decode("ascii"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise WireError(f"bad run id in header: {e}") from None
+    return Header(DTYPES[dcode][2], KINDS[kcode], run_id, rnd, worker, shape)
+
+
+def decode(blob, *, kind: str, run_id: str, round: int, worker: int,
+           dtype: torch.dtype | None = None, shape: tuple[int, ...] | None = None,
+           token: bytes | None = None) -> torch.Tensor:
+    """Check a blob against everything the reader expects and return its tensor (a fresh copy).
+
+    Raises WireError naming the first mismatch: header fields, dtype, shape, the exact byte length,
+    and the digest (keyed with ``token`` when given: a blob written without that token fails).
+    """
+    blob = memoryview(blob).cast("B")
+    h = read_header(blob)
+    expected = {"kind": kind, "run_id": run_id, "round": round, "worker": worker}
+    for field, want in expected.items():
+        got = getattr(h, field)
+        if got != want:
+            raise WireError(f"{field} mismatch: blob has {got!r}, expected {want!r}")
+    if dtype is not None and h.dtype != dtype:
+        raise WireError(f"dtype mismatch: blob has {h.dtype}, expected {dtype}")
+    if shape is not None and h.shape != tuple(shape):
+        raise WireError(f"shape mismatch: blob has {h.shape}, expected {tuple(shape)}")
+    code = _CODE_OF_TORCH[h.dtype]
+    np_dtype = DTYPES[code][1]
+    n = int(np.prod(h.shape, dtype=np.int64))
+    want_len = HEADER_SIZE + n * np_dtype.itemsize
+    if len(blob) != want_len:
+        raise WireError(f"blob is {len(blob)} bytes, expected {want_len} for {n} x {h.dtype} "
+                        f"(truncated or padded)")
+    payload = blob[HEADER_SIZE:]
+    if _digest(blob[:_HEAD.size], payload, token) != bytes(blob[_HEAD.size:_HEAD.size + _DIGEST_SIZE]):
+        raise WireError("digest mismatch: corrupted blob, or not written by the holder of this "
+                        "worker's token")
+    arr = np.frombuffer(payload, dtype=np_dtype, count=n).astype(np_dtype.newbyteorder("="))
+    t = torch.from_numpy(arr).reshape(h.shape)
+    return t.view(torch.bfloat16) if h.dtype == torch.bfloat16 else t
