@@ -1,0 +1,142 @@
+"""The Backend interface: where workers run (Ray actors, AWS Lambda, this process).
+
+Given a round's parameters, a backend returns the gradients that arrived within the round,
+each tagged with its worker id; omissions (timeout, crash, malformed answer) are simply
+absent, with the reason in :attr:`Arrivals.errors`. The parameter server never knows which
+backend it drives.
+
+A worker is described by a :class:`WorkerSpec`: plain data (JSON-serializable when the dataset
+and model are named), from which a stateless worker rebuilds its shard and model
+(:func:`robustagg.training.worker.build_worker`) and computes the same gradient a stateful one
+would (:func:`robustagg.training.worker.compute_gradient`).
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class WorkerSpec:
+    """Everything worker ``worker_id`` needs to rebuild itself.
+
+    ``dataset``/``model`` are registry names (or, for in-process and Ray backends only, objects
+    as accepted by ``load_dataset``/``build_model``). The shard is given by the partition
+    recipe (``partition``, ``num_workers``, ``alpha``, ``shards_per_worker``, ``seed``) and,
+    when the server already computed it, by ``indices`` (then the recipe is not re-run).
+    ``attack`` names a data-poisoning or fault attack this worker carries out ("none" for an
+    honest worker); model-poisoning attacks act on the server and never appear here.
+    """
+
+    worker_id: int
+    num_workers: int
+    dataset: object = "digits"
+    dataset_kwargs: dict = field(default_factory=dict)
+    partition: str = "iid"
+    alpha: float = 1.0
+    shards_per_worker: int = 2
+    indices: list | None = None
+    model: object = "mlp"
+    model_kwargs: dict = field(default_factory=dict)
+    batch_size: int = 32
+    seed: int = 0
+    byzantine: bool = False
+    attack: str = "none"
+    attack_kwargs: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "WorkerSpec":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"WorkerSpec: unknown fields {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class Arrivals:
+    """What came back in one round. ``grads[i]``: float32 ``Tensor[d]`` from worker i;
+    ``losses[i]``: its minibatch loss; ``compute_s[i]``: its compute time (seconds, measured on
+    the worker); ``errors[i]``: why worker i is missing (only for omitted workers);
+    ``wall_s``: the backend's wall time for the round (publish to last arrival)."""
+
+    grads: dict = field(default_factory=dict)
+    losses: dict = field(default_factory=dict)
+    compute_s: dict = field(default_factory=dict)
+    errors: dict = field(default_factory=dict)
+    wall_s: float = 0.0
+
+
+def check_gradient(g, d: int):
+    """A worker's answer as float32 ``Tensor[d]``, or None if it is not exactly that.
+
+    Accepts a numpy array or a tensor; a wrong dtype, shape or type makes an omission (NaN/Inf
+    values are kept: they are the Byzantine threat the rules handle, not a format error).
+    """
+    import numpy as np
+
+    if isinstance(g, np.ndarray):
+        if g.dtype != np.float32 or g.shape != (d,):
+            return None
+        return torch.from_numpy(g)
+    if isinstance(g, torch.Tensor) and g.dtype == torch.float32 and tuple(g.shape) == (d,):
+        return g
+    return None
+
+
+class Backend(abc.ABC):
+    """Runs the workers. Lifecycle: ``start(specs)``, then ``compute(...)`` once per round,
+    then ``close()`` (also a context manager)."""
+
+    @abc.abstractmethod
+    def start(self, specs: list[WorkerSpec]) -> None:
+        """Create the workers (may take seconds: processes, data loading)."""
+
+    @abc.abstractmethod
+    def compute(self, round: int, params: torch.Tensor, worker_ids: list[int],
+                timeout_s: float) -> Arrivals:
+        """Publish ``params`` (float32 ``Tensor[d]``, the model as one vector) once, ask each of
+        ``worker_ids`` for its gradient of round ``round``, and return what arrived (checked
+        with :func:`check_gradient`) within ``timeout_s`` seconds."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the workers and anything started by ``start``."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# name -> "module:Class", imported on first use so that naming a backend costs nothing
+_BACKENDS = {
+    "local": "robustagg.backends.local_backend:LocalBackend",
+    "ray": "robustagg.backends.ray_backend:RayBackend",
+    "lambda": "robustagg.backends.lambda_backend:LambdaBackend",
+}
+
+
+def register_backend(name: str, target: str) -> None:
+    """Make ``"module:Class"`` (a :class:`Backend` subclass) available as ``name``."""
+    _BACKENDS[name] = target
+
+
+def available_backends() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def make_backend(name: str, **kwargs) -> Backend:
+    """The backend registered as ``name``, built with ``kwargs``."""
+    if name not in _BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; available: {', '.join(available_backends())}")
+    module, cls = _BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)(**kwargs)

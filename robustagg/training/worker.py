@@ -1,0 +1,119 @@
+"""The worker core shared by every backend (Ray actors, Lambda handler, in-process).
+
+``build_worker(spec)`` turns a :class:`~robustagg.backends.base.WorkerSpec` into a
+:class:`WorkerState` (its shard, its model, its loss, its data-poisoning or fault attack);
+``compute_gradient(state, params, round)`` is a pure function of (spec, params, round): the
+minibatch is drawn from a generator seeded by (seed, worker id, round), so a stateless worker
+that rebuilds its state every round returns the same gradient as a long-lived one.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from robustagg import inputs
+
+from .data import load_dataset, partition
+from .models import build_model, loss_fn
+
+
+def derive_seed(*parts) -> int:
+    """A 63-bit seed from ``parts`` (ints/strings), stable across processes and machines
+    (unlike ``hash``)."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def make_attack(name: str, kwargs: dict):
+    """``attacks.attack(name, **kwargs)``, or None for ``"none"``."""
+    if name in (None, "none"):
+        return None
+    import attacks
+
+    return attacks.attack(name, **kwargs)
+
+
+@dataclass
+class WorkerState:
+    """A built worker: its shard ``x [m, ...]``, ``y [m]``, model, loss and attack (data or
+    fault attack of a Byzantine worker, else None)."""
+
+    spec: object
+    x: torch.Tensor
+    y: torch.Tensor
+    model: nn.Module
+    loss: object
+    num_classes: int
+    attack: object = None
+
+
+def shard_indices(spec, labels: torch.Tensor) -> torch.Tensor:
+    """This worker's training indices: ``spec.indices`` if given, else the partition recipe."""
+    if spec.indices is not None:
+        return torch.as_tensor(spec.indices, dtype=torch.long)
+    return partition(labels, spec.num_workers, spec.partition, spec.alpha,
+                     spec.shards_per_worker, spec.seed)[spec.worker_id]
+
+
+def build_worker(spec, data=None) -> WorkerState:
+    """Load (or take ``data``, an already loaded :class:`~robustagg.training.data.Data`) and
+    keep only this worker's shard; build the model and, for a Byzantine worker, its attack."""
+    data = data if data is not None else load_dataset(spec.dataset, **spec.dataset_kwargs)
+    idx = shard_indices(spec, data.y_train)
+    model = build_model(spec.model, data.input_shape, data.num_classes, seed=spec.seed,
+                        **spec.model_kwargs)
+    attack = make_attack(spec.attack, spec.attack_kwargs) if spec.byzantine else None
+    if attack is not None and getattr(attack, "kind", None) not in ("data", "fault"):
+        raise ValueError(f"worker {spec.worker_id}: attack={spec.attack!r} is not a data-poisoning "
+                         f"or fault attack; model-poisoning attacks act on the server")
+    return WorkerState(spec, data.x_train[idx].contiguous(), data.y_train[idx].contiguous(),
+                       model, loss_fn(data.num_classes), data.num_classes, attack)
+
+
+def compute_gradient(state: WorkerState, params: torch.Tensor, round: int):
+    """Gradient of the loss at ``params`` (float32 ``Tensor[d]``) on this round's minibatch.
+
+    Returns ``(grad, loss)``: float32 contiguous ``Tensor[d]`` and a float. The minibatch is
+    ``batch_size`` indices drawn without replacement (with replacement if the shard is
+    smaller) by a generator seeded with ``derive_seed(seed, worker_id, round)``; a data-poisoning
+    attack rewrites it before the forward pass.
+    """
+    spec = state.spec
+    g = torch.Generator().manual_seed(derive_seed(spec.seed, spec.worker_id, round))
+    m = len(state.x)
+    if m >= spec.batch_size:
+        idx = torch.randperm(m, generator=g)[: spec.batch_size]
+    else:
+        idx = torch.randint(m, (spec.batch_size,), generator=g)
+    x, y = state.x[idx], state.y[idx]
+    if state.attack is not None and state.attack.kind == "data":
+        x, y = state.attack.poison_batch(x, y, state.num_classes)
+    model = state.model
+    torch.nn.utils.vector_to_parameters(params, model.parameters())
+    model.zero_grad(set_to_none=True)
+    loss = state.loss(model(x), y)
+    loss.backward()
+    return inputs.flatten_grads(model).float().contiguous(), float(loss.detach())
+
+
+def fault(state: WorkerState, round: int):
+    """What a fault attack does to this worker in ``round``: ``"crash"``, a delay in seconds
+    (``float > 0``), or None."""
+    atk = state.attack
+    if atk is None or atk.kind != "fault":
+        return None
+    if hasattr(atk, "fails") and atk.fails(round):
+        return "crash"
+    delay = float(atk.delay_s(round)) if hasattr(atk, "delay_s") else 0.0
+    return delay if delay > 0 else None
+
+
+def timed_gradient(state: WorkerState, params: torch.Tensor, round: int):
+    """``compute_gradient`` plus its wall time: ``(grad, loss, seconds)``."""
+    t0 = time.perf_counter()
+    grad, loss = compute_gradient(state, params, round)
+    return grad, loss, time.perf_counter() - t0
