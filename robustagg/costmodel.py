@@ -1,0 +1,331 @@
+"""FaaS-versus-Ray time and cost estimates for a robustagg training run.
+
+The model follows the accounting of LambdaML (Jiang et al., "Towards Demystifying Serverless
+Machine Learning Training", SIGMOD 2021): on Lambda each of the n workers of a round is one
+invocation that pulls the parameters from a store, computes, and pushes its gradient; the
+parameter server (an always-on instance) publishes the parameters, collects the n gradients from
+the store, aggregates and steps. Lambda bills GB-seconds of billed duration (1 ms granularity,
+GB = 1024 MB) plus a fee per request; container-image cold starts are billed. A Ray cluster bills
+its instances per second (60 s minimum) from start-up to the end of the run.
+
+Per round, on Lambda (``waves = ceil(n / concurrency)``)::
+
+    worker_s   = invoke + d*b/bw_fn + compute*slow(mem) + d*b/bw_fn         (one invocation)
+    round_s    = d*b/bw_srv + waves*worker_s + n*d*b/bw_srv + aggregate + step
+    lambda $   = n*rounds*worker_billed_s*mem/1024*price_gb_s + n*rounds*price_request + cold starts
+    run $      = lambda $ + store $ + server hourly price * run time
+
+``slow(mem) = max(1, ref_vcpus / vcpus(mem))`` with ``vcpus(mem) = min(6, mem / 1769)`` (Lambda gives
+one vCPU per 1,769 MB); ``compute`` is the per-gradient time measured on ``ref_vcpus`` CPUs.
+
+On Ray: workers share the cluster's vCPUs, so a round computes ``ceil(n / vcpus)`` gradients one
+after another on each vCPU; transport is ``n*d*b`` over the head node's bandwidth.
+
+All prices and bandwidths are configuration (:class:`Prices`, with the date they were read),
+and :func:`calibrate` derives the per-round times from a run's own metrics.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+GB_MB = 1024.0
+MB = 1024.0 * 1024.0
+
+# Lambda's limits (AWS Lambda quotas page).
+LAMBDA_MAX_TIMEOUT_S = 900.0
+LAMBDA_MIN_MEMORY_MB = 128
+LAMBDA_MAX_MEMORY_MB = 10240
+LAMBDA_SYNC_PAYLOAD = 6 * MB
+LAMBDA_ASYNC_PAYLOAD = 1 * MB
+LAMBDA_MB_PER_VCPU = 1769.0
+LAMBDA_MAX_VCPUS = 6.0
+
+
+@dataclass(frozen=True)
+class Instance:
+    hourly: float      # $ per hour, on demand
+    vcpus: int
+    bandwidth: float   # bytes per second, sustained network bandwidth
+
+
+@dataclass(frozen=True)
+class Prices:
+    """Prices and bandwidths: us-east-1 on-demand list prices, x86.
+
+    Written from AWS's published price pages as known on ``date`` (not re-checked from this
+    machine, which has no internet): override them with :meth:`from_json` for another region,
+    date or discount.
+    """
+    date: str = "2025-01"
+    region: str = "us-east-1"
+    lambda_gb_s: float = 0.0000166667           # $ per GB-second (x86)
+    lambda_request: float = 0.20 / 1e6          # $ per invocation
+    s3_put: float = 0.005 / 1000                # $ per PUT
+    s3_get: float = 0.0004 / 1000               # $ per GET
+    # Measured in LambdaML (SIGMOD 2021) and later studies: ~70-80 MB/s per function to S3/Redis.
+    lambda_bandwidth: float = 75 * MB
+    lambda_cold_start_s: float = 5.0            # container image with torch
+    lambda_invoke_s: float = 0.03               # warm invocation round trip
+    instances: dict = field(default_factory=lambda: {
+        "c5.xlarge": Instance(0.17, 4, 1.25e9),
+        "c5.2xlarge": Instance(0.34, 8, 1.25e9),
+        "c5.4xlarge": Instance(0.68, 16, 1.25e9),
+        "m5.xlarge": Instance(0.192, 4, 1.25e9),
+        "m5.2xlarge": Instance(0.384, 8, 1.25e9),
+        "cache.t4g.medium": Instance(0.065, 2, 0.6e9),
+        "cache.r6g.large": Instance(0.206, 2, 1.25e9),
+    })
+    instance_min_billed_s: float = 60.0
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        return json.dumps(d, indent=2)
+
+    @classmethod
+    def from_json(cls, path) -> "Prices":
+        """Prices from a JSON file with any subset of the fields (instances replace by name)."""
+        d = json.loads(Path(path).read_text())
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown price fields {sorted(unknown)} in {path}")
+        base = cls()
+        inst = dict(base.instances)
+        inst.update({k: Instance(**v) for k, v in d.pop("instances", {}).items()})
+        return replace(base, instances=inst, **d)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What one run does. Times are seconds per round; ``compute_s`` is one gradient on
+    ``ref_vcpus`` CPUs; ``bytes_per_element`` is 4 for float32."""
+    d: int
+    n: int
+    rounds: int
+    compute_s: float
+    aggregate_s: float = 0.0
+    step_s: float = 0.0
+    bytes_per_element: int = 4
+    ref_vcpus: float = 1.0
+
+    def __post_init__(self):
+        for name in ("d", "n", "rounds"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Workload.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("compute_s", "aggregate_s", "step_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"Workload.{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class LambdaSetup:
+    memory_mb: int = 3008
+    store: str = "redis"                  # "redis" (an ElastiCache node) or "s3"
+    store_instance: str = "cache.r6g.large"
+    server_instance: str = "c5.2xlarge"   # the always-on parameter server
+    concurrency: int = 1000               # the account's concurrent-execution quota
+    invocation: str = "RequestResponse"   # or "Event"
+    event_bytes: int = 2048               # events carry references, not tensors
+    runtime_mb: int = 450                 # python + torch resident before any tensor
+
+
+@dataclass(frozen=True)
+class RaySetup:
+    instances: tuple = (("c5.2xlarge", 2),)
+    startup_s: float = 120.0              # booting the nodes and starting Ray
+
+
+@dataclass
+class Breakdown:
+    round_s: dict          # per-round time split, seconds
+    time_s: float          # the whole run, seconds
+    cost: dict             # dollars by item
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        return sum(self.cost.values())
+
+
+@dataclass
+class Estimate:
+    workload: Workload
+    lam: Breakdown | None
+    ray: Breakdown | None
+    violations: list
+    prices: Prices
+
+    def table(self) -> str:
+        lines = [f"workload: d={self.workload.d:,} n={self.workload.n} rounds={self.workload.rounds} "
+                 f"compute={self.workload.compute_s:g}s/gradient  (prices {self.prices.region}, "
+                 f"{self.prices.date})"]
+        for name, b in (("Lambda", self.lam), ("Ray", self.ray)):
+            if b is None:
+                continue
+            lines.append(f"\n{name}: {b.time_s:,.1f} s in all, ${b.total:,.4f}")
+            lines.append("  per round: " + ", ".join(f"{k} {v:.4g}s" for k, v in b.round_s.items()))
+            for k, v in b.cost.items():
+                lines.append(f"  {k:<24} ${v:,.6f}")
+            for k, v in b.extra.items():
+                lines.append(f"  {k:<24} {v:,.6g}")
+        if self.lam and self.ray:
+            lines.append(f"\nLambda/Ray: time x{self.lam.time_s / self.ray.time_s:.3g}, "
+                         f"cost x{self.lam.total / self.ray.total:.3g}")
+        lines.append("\nLambda limit violations: " + ("none" if not self.violations else ""))
+        lines += [f"  - {v}" for v in self.violations]
+        return "\n".join(lines)
+
+
+def gb_seconds(invocations: int, memory_mb: float, billed_s: float) -> float:
+    """GB-seconds of ``invocations`` each billed ``billed_s`` at ``memory_mb`` (GB = 1024 MB)."""
+    return invocations * memory_mb / GB_MB * billed_s
+
+
+def billed_seconds(duration_s: float) -> float:
+    """Lambda's billed duration: rounded up to the next millisecond."""
+    return math.ceil(round(duration_s * 1000.0, 6)) / 1000.0
+
+
+def lambda_vcpus(memory_mb: float) -> float:
+    return min(LAMBDA_MAX_VCPUS, memory_mb / LAMBDA_MB_PER_VCPU)
+
+
+def _instance(prices: Prices, name: str) -> Instance:
+    if name not in prices.instances:
+        raise ValueError(f"unknown instance type {name!r}; known: {sorted(prices.instances)}")
+    return prices.instances[name]
+
+
+def _hourly_cost(inst: Instance, seconds: float, prices: Prices, count: int = 1) -> float:
+    return count * inst.hourly * max(seconds, prices.instance_min_billed_s) / 3600.0
+
+
+def lambda_violations(w: Workload, s: LambdaSetup, worker_s: float) -> list[str]:
+    """Lambda's limits the run would break (timeout, memory, payloads, concurrency)."""
+    v = []
+    if not LAMBDA_MIN_MEMORY_MB <= s.memory_mb <= LAMBDA_MAX_MEMORY_MB:
+        v.append(f"memory_mb={s.memory_mb} is outside Lambda's {LAMBDA_MIN_MEMORY_MB}.."
+                 f"{LAMBDA_MAX_MEMORY_MB} MB")
+    need_mb = s.runtime_mb + 3 * w.d * w.bytes_per_element / MB  # params + gradient + model copy
+    if need_mb > s.memory_mb:
+        v.append(f"a worker needs ~{need_mb:,.0f} MB (runtime + params + gradient + model), "
+                 f"more than memory_mb={s.memory_mb}")
+    if worker_s > LAMBDA_MAX_TIMEOUT_S:
+        v.append(f"one invocation takes {worker_s:,.1f} s, over Lambda's 900 s (15 min) timeout")
+    limit = LAMBDA_SYNC_PAYLOAD if s.invocation == "RequestResponse" else LAMBDA_ASYNC_PAYLOAD
+    if s.event_bytes > limit:
+        v.append(f"event of {s.event_bytes:,} bytes exceeds the {limit / MB:g} MB "
+                 f"{s.invocation} payload limit")
+    inline = w.d * w.bytes_per_element
+    if inline > LAMBDA_SYNC_PAYLOAD:
+        v.append(f"a gradient ({inline / MB:,.1f} MB) could not travel in an invocation payload "
+                 f"(6 MB sync / 1 MB async): it must go through the store (as robustagg does)")
+    if w.n > s.concurrency:
+        v.append(f"n={w.n} workers exceed the concurrency quota {s.concurrency}: rounds run in "
+                 f"{math.ceil(w.n / s.concurrency)} waves")
+    return v
+
+
+def estimate_lambda(w: Workload, s: LambdaSetup = LambdaSetup(), prices: Prices = Prices()):
+    """Time and dollars of the run on Lambda: (Breakdown, violations)."""
+    if s.store not in ("redis", "s3"):
+        raise ValueError(f"LambdaSetup.store must be 'redis' or 's3', got {s.store!r}")
+    nbytes = w.d * w.bytes_per_element
+    server = _instance(prices, s.server_instance)
+    store_bw = server.bandwidth
+    if s.store == "redis":
+        store_bw = min(store_bw, _instance(prices, s.store_instance).bandwidth)
+    fn_bw = prices.lambda_bandwidth
+    slow = max(1.0, w.ref_vcpus / lambda_vcpus(s.memory_mb))
+    pull = nbytes / fn_bw
+    compute = w.compute_s * slow
+    push = nbytes / fn_bw
+    worker_s = prices.lambda_invoke_s + pull + compute + push
+    billed = billed_seconds(pull + compute + push)
+    waves = math.ceil(w.n / min(s.concurrency, w.n))
+    split = {
+        "publish": nbytes / store_bw,
+        "workers": waves * worker_s,
+        "collect": w.n * nbytes / store_bw,
+        "aggregate": w.aggregate_s,
+        "step": w.step_s,
+    }
+    round_s = sum(split.values())
+    cold = min(w.n, s.concurrency) * prices.lambda_cold_start_s
+    time_s = prices.lambda_cold_start_s + w.rounds * round_s
+    inv = w.n * w.rounds
+    cost = {
+        "lambda_compute": (gb_seconds(inv, s.memory_mb, billed)
+                           + gb_seconds(1, s.memory_mb, cold)) * prices.lambda_gb_s,
+        "lambda_requests": inv * prices.lambda_request,
+    }
+    if s.store == "redis":
+        cost["store_redis_node"] = _hourly_cost(_instance(prices, s.store_instance), time_s, prices)
+    else:  # per round: 1 params PUT, n params GETs, n gradient PUTs, n gradient GETs
+        cost["store_s3_requests"] = w.rounds * ((1 + w.n) * prices.s3_put + 2 * w.n * prices.s3_get)
+    cost["server_instance"] = _hourly_cost(server, time_s, prices)
+    b = Breakdown(split, time_s, cost, {"billed_s_per_invocation": billed,
+                                        "gb_s_total": gb_seconds(inv, s.memory_mb, billed)})
+    return b, lambda_violations(w, s, worker_s)
+
+
+def estimate_ray(w: Workload, s: RaySetup = RaySetup(), prices: Prices = Prices()) -> Breakdown:
+    """Time and dollars of the run on a Ray cluster of ``s.instances`` (the first is the head)."""
+    if not s.instances:
+        raise ValueError("RaySetup.instances must name at least one (type, count)")
+    insts = [(_instance(prices, t), int(c)) for t, c in s.instances]
+    vcpus = sum(i.vcpus * c for i, c in insts)
+    head = insts[0][0]
+    nbytes = w.d * w.bytes_per_element
+    split = {
+        "publish": nbytes / head.bandwidth,
+        "workers": math.ceil(w.n / vcpus) * w.compute_s * max(1.0, w.ref_vcpus),
+        "collect": w.n * nbytes / head.bandwidth,
+        "aggregate": w.aggregate_s,
+        "step": w.step_s,
+    }
+    time_s = s.startup_s + w.rounds * sum(split.values())
+    cost = {f"{t} x{c}": _hourly_cost(_instance(prices, t), time_s, prices, c) for t, c in s.instances}
+    return Breakdown(split, time_s, cost, {"cluster_vcpus": vcpus})
+
+
+def estimate(workload: Workload, lam: LambdaSetup | None = LambdaSetup(),
+             ray: RaySetup | None = RaySetup(), prices: Prices = Prices()) -> Estimate:
+    """Estimate the run on Lambda and on Ray (either may be None), with Lambda's limit violations."""
+    lb, viol = estimate_lambda(workload, lam, prices) if lam is not None else (None, [])
+    rb = estimate_ray(workload, ray, prices) if ray is not None else None
+    return Estimate(workload, lb, rb, viol, prices)
+
+
+def calibrate(metrics, d: int, n: int, rounds: int | None = None, skip: int = 1) -> Workload:
+    """A Workload from a run's own metrics: JSON lines (a path) or a list of per-round dicts.
+
+    Uses the medians, over rounds after the first ``skip`` (warm-up), of the recorded time split:
+    ``compute_s`` (worker compute: the slowest worker of a round), ``aggregate_s``, ``step_s``.
+    Accepted keys: ``time_compute``/``compute_s``, ``time_aggregate``/``aggregate_s``,
+    ``time_step``/``step_s``.
+    """
+    if isinstance(metrics, (str, Path)):
+        rows = [json.loads(line) for line in Path(metrics).read_text().splitlines() if line.strip()]
+    else:
+        rows = list(metrics)
+    rows = [r for r in rows if _pick(r, "compute") is not None][skip:]
+    if not rows:
+        raise ValueError("calibrate: no round with a compute time in the metrics "
+                         "(expected key time_compute or compute_s)")
+
+    def med(kind):
+        vals = sorted(v for r in rows if (v := _pick(r, kind)) is not None)
+        return vals[len(vals) // 2] if vals else 0.0
+
+    return Workload(d=d, n=n, rounds=rounds or len(rows) + skip, compute_s=med("compute"),
+                    aggregate_s=med("aggregate"), step_s=med("step"))
+
+
+def _pick(row: dict, kind: str):
+    for key in (f"time_{kind}", f"{kind}_s", f"t_{kind}"):
+        if key in row and row[key] is not None:
+            return float(row[key])
+    return None
