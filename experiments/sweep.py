@@ -1,0 +1,137 @@
+"""Sweeps: the cells of a ``-m`` run, which of them already finished, and the progress line.
+
+``GridSweeper`` is Hydra's basic sweeper (a cartesian product of the command line's
+comma-separated values) with three additions:
+
+* ``grids``: a list of products whose union is swept, so a study preset can name exactly
+  the cells it needs (e.g. three rules under four attacks, plus Krum with and without
+  NNM under non-iid data) instead of one large product. Values on the command line win
+  over a grid's values for the same key.
+* Every cell is composed and checked (rule bounds included) before the first one starts, so a
+  bad value in cell 40 fails at once rather than after 39 cells of training.
+* A cell whose folder holds a ``summary.json`` written for the same resolved config is
+  skipped: an interrupted sweep re-run with the same command continues where it stopped.
+
+The sweeper writes ``sweep.json`` (every cell's folder name, in order) into the sweep folder;
+the task reads it to print ``[cell k/m]``, and ``experiments.report`` reads it to know which
+cells belong to the sweep.
+"""
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+SUMMARY = "summary.json"
+SWEEP_INDEX = "sweep.json"
+
+
+@dataclass
+class GridSweeperConf:
+    _target_: str = "experiments.sweep.GridSweeper"
+    max_batch_size: Optional[int] = None
+    params: Optional[Dict[str, str]] = None
+    grids: List[Dict[str, str]] = field(default_factory=list)
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="grid", node=GridSweeperConf)
+
+
+def task_config(cfg: DictConfig) -> dict:
+    """The experiment part of a composed config (no ``hydra`` node), resolved to plain data."""
+    return {k: v for k, v in OmegaConf.to_container(cfg, resolve=True, enum_to_str=True).items() if k != "hydra"}
+
+
+def is_finished(cell_dir: Path, config: dict) -> bool:
+    """True when ``cell_dir`` holds a summary written by a finished run of exactly ``config``."""
+    path = Path(cell_dir) / SUMMARY
+    if not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()).get("config") == config
+    except (OSError, ValueError):  # a summary cut short by the interruption: run the cell again
+        return False
+
+
+def write_summary(cell_dir: Path, config: dict, summary: dict) -> Path:
+    """Write ``summary.json`` (the run's summary plus its resolved ``config``) atomically."""
+    path = Path(cell_dir) / SUMMARY
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({**summary, "config": config}, indent=1, default=str))
+    tmp.replace(path)
+    return path
+
+
+def progress_line(sweep_dir: Path, cell_name: str) -> Optional[str]:
+    """``[cell k/m] <name> (r remain)`` for a cell of the sweep in ``sweep_dir``, else None."""
+    try:
+        index = json.loads((Path(sweep_dir) / SWEEP_INDEX).read_text())
+        todo = index["to_run"]
+        k = todo.index(cell_name) + 1
+    except (OSError, ValueError, KeyError):
+        return None
+    return f"[cell {k}/{len(todo)}] {cell_name} ({len(todo) - k} remain, {len(index['skipped'])} skipped as finished)"
+
+
+class GridSweeper(BasicSweeper):
+    """Hydra's basic sweeper over the union of ``grids``, skipping finished cells."""
+
+    def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None,
+                 grids: Optional[List[Dict[str, str]]] = None) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.grids = [dict(g) for g in (grids or [])] or [{}]
+
+    def cells(self, arguments: List[str]) -> List[List[str]]:
+        """Override lists of every cell, in order, without duplicates."""
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        seen, out = set(), []
+        for grid in self.grids:
+            # Later keys win in split_arguments: grid over params, command line over both.
+            lines = self._parse_config() + [f"{k}={v}" for k, v in grid.items()] + list(arguments)
+            for job in self.split_arguments(parser.parse_overrides(lines), None)[0]:
+                if tuple(job) not in seen:
+                    seen.add(tuple(job))
+                    out.append(job)
+        return out
+
+    def sweep(self, arguments: List[str]) -> Any:
+        from experiments.train import preflight
+
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+
+        todo, skipped, names = [], [], []
+        for job in self.cells(arguments):
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
+            name = str(cfg.hydra.sweep.subdir)
+            preflight(cfg, where=f"cell {name}")
+            names.append(name)
+            if is_finished(sweep_dir / name, task_config(cfg)):
+                skipped.append(name)
+            else:
+                todo.append((name, job))
+        (sweep_dir / SWEEP_INDEX).write_text(json.dumps(
+            {"cells": names, "skipped": skipped, "to_run": [n for n, _ in todo]}, indent=1))
+        print(f"sweep {sweep_dir}: {len(names)} cells, {len(skipped)} finished (skipped), {len(todo)} to run",
+              flush=True)
+
+        self.overrides = list(self.split_overrides_to_chunks([job for _, job in todo], self.max_batch_size)) \
+            if todo else []
+        self.batch_index = 0
+        returns, first = [], 0
+        while not self.is_done():
+            batch = self.get_job_batch()
+            results = self.launcher.launch(batch, initial_job_idx=first)
+            for r in results:
+                _ = r.return_value  # re-raises a failed cell's exception
+            first += len(batch)
+            returns.append(results)
+        return returns
