@@ -6,9 +6,8 @@ import torch
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def as_matrix(x, rule: str) -> torch.Tensor:
-    """Check that ``x`` is a non-empty floating ``Tensor[n, d]``; return it in a compute dtype
-    (float16/bfloat16 are computed in float32, float32/float64 as they are)."""
+def check_matrix(x, rule: str) -> None:
+    """Raise unless ``x`` is a non-empty floating-point ``Tensor[n, d]``."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{rule} expects a Tensor[n, d], got {type(x).__name__}")
     if x.ndim != 2:
@@ -19,6 +18,12 @@ def as_matrix(x, rule: str) -> torch.Tensor:
         raise ValueError(f"{rule} got vectors of dimension d=0")
     if not x.dtype.is_floating_point:
         raise TypeError(f"{rule} needs floating-point vectors, got dtype {x.dtype}")
+
+
+def as_matrix(x, rule: str) -> torch.Tensor:
+    """Check ``x`` (:func:`check_matrix`) and return it in a compute dtype: float16/bfloat16 are
+    computed in float32, float32/float64 as they are."""
+    check_matrix(x, rule)
     return x.float() if x.dtype in _LOW_PRECISION else x
 
 

@@ -25,9 +25,11 @@ def bulyan(x: torch.Tensor, f: int, distances: torch.Tensor | None = None,
     Byzantium", ICML 2018, Section 4 (Algorithm "Bulyan", equations for θ and β).
 
     Conventions (the paper leaves them open): on the last, small sets |R| - f - 2 falls to
-    f - 1 and can be 0 (f = 1), which would make every score 0; we use at least one neighbour,
-    so that a non-finite vector keeps an infinite score and is never selected. Ties in
-    Krum go to the lowest index; in the coordinate step, ties in distance to the median go to
+    f - 1 and can be 0 (f = 1), which would make every score 0; we use at least one neighbour
+    (when there is one), so that a non-finite vector keeps an infinite score and is never
+    selected. Ties in
+    Krum go to the lowest index (with one neighbour the two mutually nearest vectors always tie,
+    so for f <= 2 the selection can depend on the order of the inputs); in the coordinate step, ties in distance to the median go to
     the value chosen earlier in the selection. NaN is ordered as +inf.
     """
     rule = "Bulyan"
@@ -45,7 +47,8 @@ def bulyan(x: torch.Tensor, f: int, distances: torch.Tensor | None = None,
     chosen = []
     for _ in range(theta):
         sub = distances[remaining][:, remaining]
-        pick = select_lowest(scores_from_distances(sub, max(len(remaining) - f - 2, 1)), 1)
+        k = min(max(len(remaining) - f - 2, 1), len(remaining) - 1)
+        pick = select_lowest(scores_from_distances(sub, k), 1)
         if pick.numel() == 0:  # more than f non-finite rows: nothing trustworthy is left
             break
         chosen.append(remaining[pick])

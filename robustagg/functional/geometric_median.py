@@ -7,15 +7,15 @@ from ._checks import as_matrix, check_positive, finite_rows
 
 
 def geometric_median(x: torch.Tensor, weights: torch.Tensor | None = None, nu: float = 1e-6,
-                     max_iter: int = 100, tol: float = 1e-7) -> torch.Tensor:
+                     max_iter: int = 200, tol: float = 1e-6) -> torch.Tensor:
     r"""Approximate geometric median :math:`\arg\min_z \sum_i \alpha_i \lVert z - x_i \rVert`
     by the smoothed Weiszfeld iteration
 
     .. math:: z \leftarrow \frac{\sum_i \beta_i x_i}{\sum_i \beta_i}, \qquad
               \beta_i = \frac{\alpha_i}{\max(\nu, \lVert z - x_i \rVert)},
 
-    started at the weighted mean, stopped after ``max_iter`` steps or when the objective
-    improves by less than ``tol`` relative. ``weights`` α default to uniform.
+    started at the weighted mean, stopped after ``max_iter`` steps or when a step moves z by
+    at most ``tol · (1 + ‖z‖)``. ``weights`` α default to uniform.
 
     ``x: Tensor[n, d]`` → ``Tensor[d]``; breakdown point 1/2, so n ≥ 2f + 1.
     Pillutla, Kakade, Harchaoui, "Robust aggregation for federated learning", IEEE TSP 2022
@@ -41,12 +41,11 @@ def geometric_median(x: torch.Tensor, weights: torch.Tensor | None = None, nu: f
     x, alpha = x[keep], alpha[keep]
     alpha = alpha / alpha.sum()
     z = alpha @ x
-    objective = (alpha * (x - z).norm(dim=1)).sum()
     for _ in range(max_iter):
         beta = alpha / (x - z).norm(dim=1).clamp_min(nu)
-        z = (beta / beta.sum()) @ x
-        new = (alpha * (x - z).norm(dim=1)).sum()
-        if objective - new <= tol * new:
+        new = (beta / beta.sum()) @ x
+        step = (new - z).norm()
+        z = new
+        if step <= tol * (1.0 + z.norm()):
             break
-        objective = new
     return z.to(dtype)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import inputs
-from ..functional._checks import check_bound, check_f
+from ..functional._checks import check_bound, check_f, check_matrix
 
 
 class Rule:
@@ -34,8 +34,8 @@ class Rule:
 
     def __call__(self, grads):
         x, unflatten = inputs.flatten(grads, type(self).__name__)
-        if isinstance(x, torch.Tensor) and x.ndim == 2:
-            self.check(x.shape[0])
+        check_matrix(x, type(self).__name__)
+        self.check(x.shape[0])
         return unflatten(self.aggregate(x))
 
     def aggregate(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,6 +63,6 @@ class PreAggregator(Rule):
         return n
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(x, torch.Tensor) and x.ndim == 2:
-            self.check(x.shape[0])
+        check_matrix(x, type(self).__name__)
+        self.check(x.shape[0])
         return self.aggregate(x)

@@ -11,7 +11,7 @@ class GeometricMedian(Rule):
 
     bound = (2, 1)
 
-    def __init__(self, f: int = 0, nu: float = 1e-6, max_iter: int = 100, tol: float = 1e-7):
+    def __init__(self, f: int = 0, nu: float = 1e-6, max_iter: int = 200, tol: float = 1e-6):
         super().__init__(f)
         self.nu = check_positive(nu, "GeometricMedian", "nu")
         self.max_iter = check_positive(max_iter, "GeometricMedian", "max_iter", integer=True)
