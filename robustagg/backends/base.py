@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import importlib
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -85,7 +86,9 @@ def check_gradient(g, d: int):
     if isinstance(g, np.ndarray):
         if g.dtype != np.float32 or g.shape != (d,):
             return None
-        return torch.from_numpy(g)
+        with warnings.catch_warnings():  # read-only buffers (Ray's object store) are only read
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(g)
     if isinstance(g, torch.Tensor) and g.dtype == torch.float32 and tuple(g.shape) == (d,):
         return g
     return None
@@ -96,8 +99,11 @@ class Backend(abc.ABC):
     then ``close()`` (also a context manager)."""
 
     @abc.abstractmethod
-    def start(self, specs: list[WorkerSpec]) -> None:
-        """Create the workers (may take seconds: processes, data loading)."""
+    def start(self, specs: list[WorkerSpec], data=None) -> None:
+        """Create the workers (may take seconds: processes, data loading). ``data``: the
+        dataset already loaded by the server (a ``robustagg.training.data.Data``), which a
+        backend sharing memory with the server may hand to its workers instead of having each
+        load it; backends whose workers load by name ignore it."""
 
     @abc.abstractmethod
     def compute(self, round: int, params: torch.Tensor, worker_ids: list[int],

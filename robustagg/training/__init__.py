@@ -1,7 +1,12 @@
 """Byzantine-robust training with a parameter server: ``train(TrainConfig(...))``.
 
-Importing this package does not import Ray; the Ray backend imports it when it starts.
+    from robustagg.training import TrainConfig, train
+    result = train(TrainConfig(rule="krum", attack="alie", rounds=200))
+    result.final_accuracy, result.history, result.output_dir
+
+Importing this package does not import Ray; ``train`` imports it when the backend is Ray.
 """
 from .config import TrainConfig
+from .loop import TrainResult, train
 
-__all__ = ["TrainConfig"]
+__all__ = ["TrainConfig", "TrainResult", "train"]

@@ -8,24 +8,15 @@ before any Ray process starts. The default is the small default experiment: digi
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 from dataclasses import dataclass, field
 
 import robustagg as ra
 
 from .data import PARTITIONS
+from .worker import build_named, make_attack
 
 OPTIMIZERS = ("sgd", "adam")
-
-
-def _with_defaults(factory, name, kwargs, defaults):
-    """``factory(name, **kwargs)``, adding each of ``defaults`` the class takes and kwargs lack
-    (``f`` = the number of Byzantine workers, ``seed`` = the run's seed)."""
-    obj = factory(name, **kwargs)
-    params = inspect.signature(type(obj)).parameters
-    extra = {k: v for k, v in defaults.items() if k in params and k not in kwargs}
-    return factory(name, **kwargs, **extra) if extra else obj
 
 
 def _pre_entry(entry):
@@ -137,17 +128,15 @@ class TrainConfig:
         if isinstance(self.rule, ra.Rule):
             rule = self.rule
         else:
-            rule = _with_defaults(ra.aggregator, self.rule, self.rule_kwargs, defaults)
+            rule = build_named(ra.aggregator, self.rule, self.rule_kwargs, defaults)
         if not self.pre:
             return rule
-        pre = [_with_defaults(ra.pre_aggregator, n, kw, defaults) for n, kw in self.pre]
+        pre = [build_named(ra.pre_aggregator, n, kw, defaults) for n, kw in self.pre]
         return ra.Pipeline(pre=pre, rule=rule)
 
     def build_attack(self):
         """The attack object (``attacks.attack(name, **attack_kwargs)``), or None for "none"."""
-        from .worker import make_attack
-
-        return make_attack(self.attack, self.attack_kwargs)
+        return make_attack(self.attack, self.attack_kwargs, self.seed)
 
     @property
     def byzantine_ids(self) -> list[int]:

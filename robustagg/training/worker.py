@@ -9,6 +9,7 @@ that rebuilds its state every round returns the same gradient as a long-lived on
 from __future__ import annotations
 
 import hashlib
+import inspect
 import time
 from dataclasses import dataclass
 
@@ -28,13 +29,23 @@ def derive_seed(*parts) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def make_attack(name: str, kwargs: dict):
-    """``attacks.attack(name, **kwargs)``, or None for ``"none"``."""
+def build_named(factory, name, kwargs, defaults):
+    """``factory(name, **kwargs)``, adding each of ``defaults`` the built class takes and
+    ``kwargs`` lacks (e.g. ``f`` = the number of Byzantine workers, ``seed`` = the run's seed)."""
+    obj = factory(name, **kwargs)
+    params = inspect.signature(type(obj)).parameters
+    extra = {k: v for k, v in defaults.items() if k in params and k not in kwargs}
+    return factory(name, **kwargs, **extra) if extra else obj
+
+
+def make_attack(name: str, kwargs: dict, seed: int = 0):
+    """``attacks.attack(name, **kwargs)`` (seeded with ``seed`` unless kwargs give one), or
+    None for ``"none"``."""
     if name in (None, "none"):
         return None
     import attacks
 
-    return attacks.attack(name, **kwargs)
+    return build_named(attacks.attack, name, kwargs, {"seed": seed})
 
 
 @dataclass
@@ -66,7 +77,8 @@ def build_worker(spec, data=None) -> WorkerState:
     idx = shard_indices(spec, data.y_train)
     model = build_model(spec.model, data.input_shape, data.num_classes, seed=spec.seed,
                         **spec.model_kwargs)
-    attack = make_attack(spec.attack, spec.attack_kwargs) if spec.byzantine else None
+    attack = (make_attack(spec.attack, spec.attack_kwargs, derive_seed(spec.seed, spec.worker_id))
+              if spec.byzantine else None)
     if attack is not None and getattr(attack, "kind", None) not in ("data", "fault"):
         raise ValueError(f"worker {spec.worker_id}: attack={spec.attack!r} is not a data-poisoning "
                          f"or fault attack; model-poisoning attacks act on the server")

@@ -1,0 +1,46 @@
+"""In-process backend: the workers run one after another in the server's process.
+
+No parallelism and no transport, so it is the reference the other backends are compared with
+(same seed, same gradients) and the fast path for tests. Faults are simulated: a crash is an
+omission; a delay longer than the round timeout is an omission (without waiting it out), a
+shorter one is slept.
+"""
+from __future__ import annotations
+
+import time
+
+from .base import Arrivals, Backend
+
+
+class LocalBackend(Backend):
+    """Runs :func:`robustagg.training.worker.compute_gradient` for each worker in turn."""
+
+    def __init__(self):
+        self.states = {}
+
+    def start(self, specs, data=None):
+        from robustagg.training.worker import build_worker
+
+        self.states = {s.worker_id: build_worker(s, data) for s in specs}
+
+    def compute(self, round, params, worker_ids, timeout_s):
+        from robustagg.training.worker import fault, timed_gradient
+
+        out = Arrivals()
+        t0 = time.perf_counter()
+        for i in worker_ids:
+            act = fault(self.states[i], round)
+            if act == "crash":
+                out.errors[i] = "crashed"
+                continue
+            if act is not None:
+                if act >= timeout_s:
+                    out.errors[i] = f"timeout ({act:.3g} s late)"
+                    continue
+                time.sleep(act)
+            out.grads[i], out.losses[i], out.compute_s[i] = timed_gradient(self.states[i], params, round)
+        out.wall_s = time.perf_counter() - t0
+        return out
+
+    def close(self):
+        self.states = {}

@@ -1,0 +1,185 @@
+"""The parameter server: model, optimizer, rule, attack, round counter; one round per ``step``.
+
+A round (ARCHITECTURE.md, "One round"): publish the parameters once through the backend,
+collect what arrived by the deadline, optionally fold each worker's gradient into its worker
+momentum, let a model-poisoning attack write the f Byzantine rows (it sees the honest rows of
+the round: the omniscient adversary), aggregate, and apply a finite aggregate with the
+optimizer; a non-finite one is skipped and logged. Workers ``n-f .. n-1`` are the Byzantine ones.
+
+Worker momentum (Karimireddy, He & Jaggi, "Learning from History for Byzantine Robust
+Optimization", ICML 2021, Alg. 2): ``m_i^t = (1 - β) g_i^t + β m_i^{t-1}``, ``m_i^1 = g_i^1``,
+and the rule aggregates the m_i. It is kept here, per worker id, rather than on the workers, so
+that workers stay stateless (a Lambda invocation or a restarted actor has no memory); for an
+honest worker the vector is the same either way, and a Byzantine worker's is replaced anyway.
+
+The class is plain Python; the Ray driver wraps it as an actor (``ray.remote(ParameterServer)``).
+"""
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+
+from robustagg import inputs
+
+from ..backends.base import WorkerSpec, make_backend
+from .data import load_dataset, partition
+from .models import build_model, loss_fn
+
+
+class ParameterServer:
+    """Holds the training state of one run of ``cfg`` (a :class:`TrainConfig`) and drives the
+    workers through ``backend`` (a :class:`~robustagg.backends.base.Backend`; default: the one
+    ``cfg.backend`` names, built with ``cfg.backend_kwargs``)."""
+
+    def __init__(self, cfg, backend=None):
+        torch.set_num_threads(1)  # 2 shared cores: threads would only contend with workers
+        self.cfg = cfg
+        data = load_dataset(cfg.dataset, **cfg.dataset_kwargs)
+        self.x_test, self.y_test, self.num_classes = data.x_test, data.y_test, data.num_classes
+        self.loss = loss_fn(data.num_classes)
+        self.model = build_model(cfg.model, data.input_shape, data.num_classes, seed=cfg.seed,
+                                 **cfg.model_kwargs)
+        self.dim = sum(p.numel() for p in self.model.parameters())
+        self.optimizer = self._optimizer()
+        self.rule = cfg.build_rule()
+        attack = cfg.build_attack()
+        self.byzantine = set(cfg.byzantine_ids)
+        self.model_attack = attack if attack is not None and attack.kind == "model" else None
+        self.round = 0
+        self.worker_momentum: dict[int, torch.Tensor] = {}
+        self.backend = backend or make_backend(cfg.backend, **cfg.backend_kwargs)
+        self.backend.start(self._specs(data, attack), data=data)
+
+    def _optimizer(self):
+        c, params = self.cfg, self.model.parameters()
+        if c.optimizer == "adam":
+            return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+        return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+
+    def _specs(self, data, attack):
+        c = self.cfg
+        shards = partition(data.y_train, c.workers, c.partition, c.alpha, c.shards_per_worker,
+                           c.seed)
+        worker_attack = attack is not None and attack.kind in ("data", "fault")
+        return [WorkerSpec(worker_id=i, num_workers=c.workers, dataset=c.dataset,
+                           dataset_kwargs=dict(c.dataset_kwargs), partition=c.partition,
+                           alpha=c.alpha, shards_per_worker=c.shards_per_worker,
+                           indices=shards[i].tolist(), model=c.model,
+                           model_kwargs=dict(c.model_kwargs), batch_size=c.batch_size,
+                           seed=c.seed, byzantine=i in self.byzantine,
+                           attack=c.attack if worker_attack and i in self.byzantine else "none",
+                           attack_kwargs=dict(c.attack_kwargs) if worker_attack else {})
+                for i in range(c.workers)]
+
+    # ---- one round ----
+    def params(self) -> torch.Tensor:
+        """The model as one float32 vector ``Tensor[d]``."""
+        return torch.nn.utils.parameters_to_vector(self.model.parameters()).detach().float()
+
+    def _asked(self):
+        """Workers asked for a gradient: everyone, except Byzantine workers whose rows a
+        model attack writes from the honest ones (they need not compute)."""
+        n = self.cfg.workers
+        if self.model_attack is not None and self.model_attack.omniscient:
+            return [i for i in range(n) if i not in self.byzantine]
+        return list(range(n))
+
+    def _momentum(self, grads: dict) -> dict:
+        beta = self.cfg.worker_momentum
+        if beta == 0:
+            return grads
+        for i, g in grads.items():
+            m = self.worker_momentum.get(i)
+            self.worker_momentum[i] = g.clone() if m is None else m.mul_(beta).add_(g, alpha=1 - beta)
+        return {i: self.worker_momentum[i] for i in grads}
+
+    def step(self) -> dict:
+        """Run one round; return its metrics record (plain data)."""
+        c, r = self.cfg, self.round
+        t0 = time.perf_counter()
+        arr = self.backend.compute(r, self.params().contiguous(), self._asked(), c.round_timeout_s)
+        t1 = time.perf_counter()
+        vecs = self._momentum({i: arr.grads[i] for i in sorted(arr.grads)})
+        honest_ids = [i for i in vecs if i not in self.byzantine]
+        if self.model_attack is not None:
+            # omniscient: the honest rows; otherwise the Byzantine workers' own honest gradients
+            seen = honest_ids if self.model_attack.omniscient else \
+                [i for i in vecs if i in self.byzantine]
+            if not seen:
+                raise RuntimeError(f"round {r}: no gradient arrived for attack={c.attack!r} to see")
+            forged = self.model_attack(torch.stack([vecs[i] for i in seen]), len(self.byzantine),
+                                       rule=self.rule)
+            vecs.update({i: forged[k] for k, i in enumerate(sorted(self.byzantine))})
+        ids = sorted(vecs)
+        try:
+            self.rule.check(len(ids))
+        except ValueError as e:
+            missing = sorted(set(range(c.workers)) - set(ids))
+            raise RuntimeError(f"round {r}: only {len(ids)} of {c.workers} workers answered within "
+                               f"round_timeout_s={c.round_timeout_s} (missing {missing}: "
+                               f"{arr.errors}); {e}") from None
+        x = torch.stack([vecs[i] for i in ids])
+        agg = self.rule(x)
+        t2 = time.perf_counter()
+        record = self._influence(agg, x, ids, honest_ids)
+        finite = bool(torch.isfinite(agg).all())
+        if finite:
+            inputs.assign_grads(self.model, agg)
+            self.optimizer.step()
+        t3 = time.perf_counter()
+        self.round += 1
+        compute = max(arr.compute_s.values(), default=0.0)
+        honest_losses = [arr.losses[i] for i in honest_ids if i in arr.losses]
+        record.update(
+            round=r, arrived=len(arr.grads), asked=len(self._asked()),
+            omitted={str(i): why for i, why in sorted(arr.errors.items())},
+            skipped="" if finite else "non-finite aggregate",
+            train_loss=sum(honest_losses) / len(honest_losses) if honest_losses else None,
+            compute_s=compute, transport_s=max(arr.wall_s - compute, 0.0),
+            backend_s=t1 - t0, aggregation_s=t2 - t1, step_s=t3 - t2)
+        return record
+
+    def _influence(self, agg, x, ids, honest_ids) -> dict:
+        """Attack influence: the rule's selection (as worker ids, when rows still map to
+        workers), the share of Byzantine workers among it, and ``‖agg - honest mean‖₂``."""
+        sel = self.rule.selected
+        selected = None
+        if sel is not None and len(sel) and int(sel.max()) < len(ids) and \
+                all(p.out_n(len(ids)) == len(ids) for p in getattr(self.rule, "pre", [])):
+            selected = [ids[int(k)] for k in sel.flatten().tolist()]
+        share = None if not selected else sum(i in self.byzantine for i in selected) / len(selected)
+        dist = None
+        if honest_ids:
+            honest_mean = x[[ids.index(i) for i in honest_ids]].double().mean(0)
+            dist = float((agg.double() - honest_mean).norm())
+        return {"selected": selected, "byzantine_share": share, "dist_honest_mean": dist}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Test loss and (classification) accuracy of the current model."""
+        out = self.model(self.x_test)
+        res = {"test_loss": float(self.loss(out, self.y_test))}
+        if self.num_classes > 0:
+            res["test_acc"] = float((out.argmax(1) == self.y_test).float().mean())
+        return res
+
+    # ---- checkpoints ----
+    def state_dict(self) -> dict:
+        """Everything a resumed run needs: model, optimizer, rule and attack (their state and
+        generators), worker momentum, round."""
+        return {"round": self.round, "model": copy.deepcopy(self.model.state_dict()),
+                "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+                "rule": copy.deepcopy(self.rule), "attack": copy.deepcopy(self.model_attack),
+                "worker_momentum": {i: m.clone() for i, m in self.worker_momentum.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.round = state["round"]
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rule, self.model_attack = state["rule"], state["attack"]
+        self.worker_momentum = dict(state["worker_momentum"])
+
+    def close(self) -> None:
+        self.backend.close()
