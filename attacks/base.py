@@ -134,6 +134,23 @@ class ModelAttack(Attack):
         return f"{type(self).__name__}(omniscient={self.omniscient})"
 
 
+class RandomAttack(ModelAttack):
+    """A model attack that draws random numbers: from ``seed`` (default 0) or ``generator``.
+
+    The generator advances with every call (fresh noise each round, the same sequence for the
+    same seed); ``reset()`` rewinds it to where it was at construction.
+    """
+
+    def __init__(self, *, seed: Optional[int] = None, generator: Optional[torch.Generator] = None,
+                 omniscient: bool = True):
+        super().__init__(omniscient=omniscient)
+        self.generator = make_generator(seed, generator)
+        self._initial_state = self.generator.get_state()
+
+    def reset(self) -> None:
+        self.generator.set_state(self._initial_state)
+
+
 def repeat_rows(v: torch.Tensor, f: int) -> torch.Tensor:
     """``Tensor[d] -> Tensor[f, d]``: the f Byzantine workers all send ``v`` (a fresh tensor)."""
     return v.unsqueeze(0).repeat(f, 1)

@@ -20,26 +20,25 @@ from typing import Optional
 
 import torch
 
-from attacks.base import ModelAttack, make_generator
+from attacks.base import RandomAttack
 
 
-class FangTrimmedMean(ModelAttack):
+class FangTrimmedMean(RandomAttack):
     """``Tensor[h, d] -> Tensor[f, d]`` of values beyond the honest extremes (Fang et al. 2020).
 
     Args:
         b: the range factor (> 1; 2 in the paper).
-        seed / generator: the uniform draws (a CPU generator, advanced by every call).
+        seed / generator: the uniform draws (see ``RandomAttack``).
     """
 
     name = "fang_trimmed_mean"
 
     def __init__(self, b: float = 2.0, *, seed: Optional[int] = None,
                  generator: Optional[torch.Generator] = None, omniscient: bool = True):
-        super().__init__(omniscient=omniscient)
+        super().__init__(seed=seed, generator=generator, omniscient=omniscient)
         if not b > 1:
             raise ValueError(f"fang_trimmed_mean needs b > 1, got b={b!r}")
         self.b = float(b)
-        self.generator = make_generator(seed, generator)
 
     def _forge(self, honest, f, rule):
         x = honest.to(torch.float64)

@@ -11,16 +11,16 @@ from typing import Optional
 
 import torch
 
-from attacks.base import ModelAttack, make_generator
+from attacks.base import RandomAttack
 
 
-class Gaussian(ModelAttack):
+class Gaussian(RandomAttack):
     """``Tensor[h, d] -> Tensor[f, d]`` of i.i.d. ``N(mean, std^2)`` entries (Blanchard et al. 2017).
 
     Args:
         std: standard deviation of every coordinate (> 0), default 200 as in the paper.
         mean: mean of every coordinate, default 0.
-        seed / generator: the randomness (a CPU generator, advanced by every call).
+        seed / generator: the randomness (see ``RandomAttack``).
     """
 
     name = "gaussian"
@@ -28,11 +28,10 @@ class Gaussian(ModelAttack):
 
     def __init__(self, std: float = 200.0, mean: float = 0.0, *, seed: Optional[int] = None,
                  generator: Optional[torch.Generator] = None, omniscient: bool = True):
-        super().__init__(omniscient=omniscient)
+        super().__init__(seed=seed, generator=generator, omniscient=omniscient)
         if not std > 0:
             raise ValueError(f"gaussian needs std > 0, got std={std!r}")
         self.std, self.mean = float(std), float(mean)
-        self.generator = make_generator(seed, generator)
 
     def _forge(self, honest, f, rule):
         noise = torch.randn(f, honest.shape[1], generator=self.generator, dtype=torch.float64)

@@ -13,7 +13,7 @@ largest honest variance, learned online during the first ``warmup`` rounds t = 0
 
 then i* stays fixed (it is re-picked with the last z if fewer rows arrive than i*).
 ``honest``: Tensor[h, d] in a stable worker order, h >= 1; any f >= 1. Stateful: ``reset()``
-forgets z, mu and the round counter.
+forgets z, mu and the round counter and rewinds the generator.
 """
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ from typing import Optional
 
 import torch
 
-from attacks.base import ModelAttack, check_round, make_generator, repeat_rows
+from attacks.base import RandomAttack, check_round, repeat_rows
 
 
-class Mimic(ModelAttack):
+class Mimic(RandomAttack):
     """``Tensor[h, d] -> Tensor[f, d]``, every row a copy of honest row ``i*``.
 
     Args:
@@ -39,16 +39,16 @@ class Mimic(ModelAttack):
     def __init__(self, target: Optional[int] = None, warmup: int = 1, *,
                  seed: Optional[int] = None, generator: Optional[torch.Generator] = None,
                  omniscient: bool = True):
-        super().__init__(omniscient=omniscient)
+        super().__init__(seed=seed, generator=generator, omniscient=omniscient)
         if target is not None:
             check_round(target, "target", self.name)
         if check_round(warmup, "warmup", self.name) < 1:
             raise ValueError(f"mimic needs warmup >= 1, got warmup={warmup}")
         self.target, self.warmup = target, warmup
-        self.generator = make_generator(seed, generator)
         self.reset()
 
     def reset(self) -> None:
+        super().reset()
         self.t, self.mu, self.z, self.chosen = 0, None, None, None
 
     def _power_step(self, x: torch.Tensor) -> torch.Tensor:
