@@ -29,8 +29,10 @@ from experiments.sweep import SUMMARY, SWEEP_INDEX
 
 METRICS = "metrics.jsonl"
 # Keys of the training loop's metrics lines used here.
-ROUND, ACCURACY = "round", "test_accuracy"
-BYZ_SHARE, HONEST_DIST = "byzantine_selected_share", "distance_to_honest_mean"
+ROUND, ACCURACY = "round", "test_acc"
+BYZ_SHARE, HONEST_DIST = "byzantine_share", "dist_honest_mean"
+FINAL = "final_test_acc"  # in summary.json
+SMOOTH = 5  # rounds in the running mean of the Byzantine share
 
 
 def _flatten(d, prefix=""):
@@ -48,12 +50,30 @@ def _short(v):
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def _component(cfg: dict, flat: dict, varying: set, prefix: str) -> str:
-    """``name`` (or the ``_target_``'s last part) plus the varying arguments: ``ipm(epsilon=0.1)``."""
-    name = cfg.get("name") or str(cfg.get("_target_", "?")).rsplit(".", 1)[-1]
-    args = [f"{k[len(prefix):]}={_short(flat[k])}" for k in sorted(varying)
-            if k.startswith(prefix) and k not in (prefix + "name", prefix + "_target_")]
-    return f"{name}({', '.join(args)})" if args else name
+def _name(cfg: dict) -> str:
+    return cfg.get("name") or str(cfg.get("_target_", "?")).rsplit(".", 1)[-1]
+
+
+def _labeler(configs: list, path):
+    """A function giving a component's label, ``name`` plus the arguments that vary among the
+    cells using the same component (``ipm(epsilon=0.1)``). Seeds are left out (they follow the
+    run's seed), and so is ``f`` where it equals ``byzantine`` (the default)."""
+    def args(cfg):
+        node = path(cfg) or {}
+        return {k: v for k, v in _flatten(node).items() if k not in ("name", "_target_")
+                and not k.endswith("seed") and not (k == "f" and v == cfg.get("byzantine"))}
+
+    values = defaultdict(lambda: defaultdict(set))
+    for cfg in configs:
+        for k, v in args(cfg).items():
+            values[_name(path(cfg))][k].add(json.dumps(v))
+
+    def label(cfg):
+        name = _name(path(cfg))
+        shown = [f"{k}={_short(v)}" for k, v in sorted(args(cfg).items()) if len(values[name][k]) > 1]
+        return f"{name}({', '.join(shown)})" if shown else name
+
+    return label
 
 
 def load_cells(sweep_dir):
@@ -73,19 +93,23 @@ def load_cells(sweep_dir):
     if not raw:
         raise FileNotFoundError(f"no finished cell (no */{SUMMARY}) under {sweep_dir}")
 
+    configs = [summary["config"] for _, summary, _ in raw]
     keys = set().union(*(flat.keys() for _, _, flat in raw))
-    varying = {k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for _, _, f in raw}) > 1}
+    varying = {k for k in keys if len({json.dumps(f.get(k)) for _, _, f in raw}) > 1}
+    rule_label = _labeler(configs, lambda c: c["rule"])
+    attack_label = _labeler(configs, lambda c: c["attack"])
+    pre_keys = _ordered(k for c in configs for k in (c.get("pre") or {}))
+    pre_labels = {k: _labeler(configs, lambda c, k=k: (c.get("pre") or {}).get(k)) for k in pre_keys}
     cells = []
     for d, summary, flat in raw:
         cfg = summary["config"]
-        rule = _component(cfg["rule"], flat, varying, "rule.")
-        pre = [_component(p, flat, varying, f"pre.{k}.") for k, p in (cfg.get("pre") or {}).items()]
+        pre = [pre_labels[k](cfg) for k in (cfg.get("pre") or {})]
         setting = ", ".join(f"{k}={_short(flat.get(k))}" for k in sorted(varying)
                             if not re.match(r"(rule|pre|attack)(\.|$)|seed$", k)) or "all"
         cells.append({
             "name": d.name, "dir": d, "seed": cfg.get("seed"), "setting": setting,
-            "rule": " + ".join(pre + [rule]), "attack": _component(cfg["attack"], flat, varying, "attack."),
-            "final": float(summary["final_accuracy"]), "curves": _curves(d / METRICS),
+            "rule": " + ".join(pre + [rule_label(cfg)]), "attack": attack_label(cfg),
+            "final": float(summary[FINAL]), "curves": _curves(d / METRICS),
         })
     return cells
 
@@ -175,6 +199,14 @@ def _mean_curve(curves):
     return rs, [sum(by_round[r]) / len(by_round[r]) for r in rs]
 
 
+def _running_mean(vs, k):
+    out, acc = [], 0.0
+    for i, v in enumerate(vs):
+        acc += v - (vs[i - k] if i >= k else 0.0)
+        out.append(acc / min(i + 1, k))
+    return out
+
+
 def figures(cells, tables, out_dir: Path) -> dict:
     """Write the PNGs; returns ``{setting: [(title, file name), ...]}``."""
     import matplotlib
@@ -208,7 +240,7 @@ def figures(cells, tables, out_dir: Path) -> dict:
         for kind, keys, ylabels in [
             ("accuracy", [ACCURACY], ["test accuracy"]),
             ("influence", [BYZ_SHARE, HONEST_DIST],
-             ["Byzantine share of selected", "‖aggregate − honest mean‖"]),
+             [f"Byzantine share of selected\n(mean of {SMOOTH} rounds)", "‖aggregate − honest mean‖"]),
         ]:
             fig, axes = plt.subplots(len(keys), len(attacks), squeeze=False, sharex=True,
                                      figsize=(3.2 * len(attacks) + 1, 2.6 * len(keys) + 0.6))
@@ -221,14 +253,16 @@ def figures(cells, tables, out_dir: Path) -> dict:
                                   if c["rule"] == rule and c["attack"] == attack and c["curves"].get(key)]
                         if curves:
                             rs, vs = _mean_curve(curves)
-                            ax.plot(rs, vs, label=rule)
+                            if key == BYZ_SHARE:  # 0/1 per round for single-selection rules
+                                vs = _running_mean(vs, SMOOTH)
+                            ax.plot(rs, vs, label=rule, color=f"C{rules.index(rule) % 10}")
                             drawn = True
                     if i == 0:
                         ax.set_title(attack)
                     if j == 0:
                         ax.set_ylabel(ylabels[i])
-                    if key == HONEST_DIST:
-                        ax.set_yscale("symlog")
+                    if key == HONEST_DIST and ax.lines:
+                        ax.set_yscale("log")
                     if i == len(keys) - 1:
                         ax.set_xlabel("round")
             if drawn:

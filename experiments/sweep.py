@@ -17,7 +17,6 @@ the task reads it to print ``[cell k/m]``, and ``experiments.report`` reads it t
 cells belong to the sweep.
 """
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -25,9 +24,16 @@ from typing import Any, Dict, List, Optional
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-log = logging.getLogger(__name__)
+import hydra_plugins
+
+# Hydra takes plugins only from the hydra_plugins namespace: add experiments/hydra_plugins to it.
+_PLUGINS = str(Path(__file__).with_name("hydra_plugins"))
+if _PLUGINS not in list(hydra_plugins.__path__):
+    hydra_plugins.__path__.append(_PLUGINS)
 
 SUMMARY = "summary.json"
 SWEEP_INDEX = "sweep.json"
@@ -35,7 +41,7 @@ SWEEP_INDEX = "sweep.json"
 
 @dataclass
 class GridSweeperConf:
-    _target_: str = "experiments.sweep.GridSweeper"
+    _target_: str = "hydra_plugins.robustagg_grid_sweeper.GridSweeper"
     max_batch_size: Optional[int] = None
     params: Optional[Dict[str, str]] = None
     grids: List[Dict[str, str]] = field(default_factory=list)
@@ -46,7 +52,8 @@ ConfigStore.instance().store(group="hydra/sweeper", name="grid", node=GridSweepe
 
 def task_config(cfg: DictConfig) -> dict:
     """The experiment part of a composed config (no ``hydra`` node), resolved to plain data."""
-    return {k: v for k, v in OmegaConf.to_container(cfg, resolve=True, enum_to_str=True).items() if k != "hydra"}
+    task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    return OmegaConf.to_container(task, resolve=True, enum_to_str=True)
 
 
 def is_finished(cell_dir: Path, config: dict) -> bool:
@@ -80,13 +87,24 @@ def progress_line(sweep_dir: Path, cell_name: str) -> Optional[str]:
     return f"[cell {k}/{len(todo)}] {cell_name} ({len(todo) - k} remain, {len(index['skipped'])} skipped as finished)"
 
 
-class GridSweeper(BasicSweeper):
+class GridSweeper(Sweeper):
     """Hydra's basic sweeper over the union of ``grids``, skipping finished cells."""
 
     def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None,
                  grids: Optional[List[Dict[str, str]]] = None) -> None:
-        super().__init__(max_batch_size=max_batch_size, params=params)
+        super().__init__()
+        self.max_batch_size = max_batch_size
+        self.params = dict(params or {})
         self.grids = [dict(g) for g in (grids or [])] or [{}]
+        self.hydra_context = self.config = self.launcher = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
+              config: DictConfig) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.hydra_context, self.config = hydra_context, config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config)
 
     def cells(self, arguments: List[str]) -> List[List[str]]:
         """Override lists of every cell, in order, without duplicates."""
@@ -94,8 +112,8 @@ class GridSweeper(BasicSweeper):
         seen, out = set(), []
         for grid in self.grids:
             # Later keys win in split_arguments: grid over params, command line over both.
-            lines = self._parse_config() + [f"{k}={v}" for k, v in grid.items()] + list(arguments)
-            for job in self.split_arguments(parser.parse_overrides(lines), None)[0]:
+            lines = [f"{k}={v}" for d in (self.params, grid) for k, v in d.items()] + list(arguments)
+            for job in BasicSweeper.split_arguments(parser.parse_overrides(lines), None)[0]:
                 if tuple(job) not in seen:
                     seen.add(tuple(job))
                     out.append(job)
@@ -120,18 +138,15 @@ class GridSweeper(BasicSweeper):
                 todo.append((name, job))
         (sweep_dir / SWEEP_INDEX).write_text(json.dumps(
             {"cells": names, "skipped": skipped, "to_run": [n for n, _ in todo]}, indent=1))
-        print(f"sweep {sweep_dir}: {len(names)} cells, {len(skipped)} finished (skipped), {len(todo)} to run",
-              flush=True)
+        print(f"sweep {sweep_dir}: {len(names)} cells, {len(skipped)} finished (skipped), "
+              f"{len(todo)} to run", flush=True)
 
-        self.overrides = list(self.split_overrides_to_chunks([job for _, job in todo], self.max_batch_size)) \
-            if todo else []
-        self.batch_index = 0
-        returns, first = [], 0
-        while not self.is_done():
-            batch = self.get_job_batch()
-            results = self.launcher.launch(batch, initial_job_idx=first)
+        jobs = [job for _, job in todo]
+        size = self.max_batch_size or max(len(jobs), 1)
+        returns = []
+        for first in range(0, len(jobs), size):
+            results = self.launcher.launch(jobs[first:first + size], initial_job_idx=first)
             for r in results:
                 _ = r.return_value  # re-raises a failed cell's exception
-            first += len(batch)
             returns.append(results)
         return returns

@@ -108,14 +108,6 @@ def _ray_once(tc) -> None:
         atexit.register(ray.shutdown)
 
 
-def summarize(result) -> dict:
-    """The summary kept in ``summary.json``: the training loop's result as plain data."""
-    import dataclasses
-
-    d = dataclasses.asdict(result) if dataclasses.is_dataclass(result) else dict(result)
-    return {k: v for k, v in d.items() if isinstance(v, (int, float, str, bool, list, dict, type(None)))}
-
-
 def run(cfg: DictConfig, output_dir) -> dict:
     """Run one experiment into ``output_dir``; returns its summary."""
     from robustagg.training import train
@@ -127,7 +119,7 @@ def run(cfg: DictConfig, output_dir) -> dict:
     (output_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(config))
     if tc.backend == "ray":
         _ray_once(tc)
-    summary = summarize(train(tc))
+    summary = train(tc).summary
     write_summary(output_dir, config, summary)
     return summary
 
@@ -138,7 +130,7 @@ def main(cfg: DictConfig):
     if hc.mode == RunMode.MULTIRUN:
         print(progress_line(hc.sweep.dir, hc.sweep.subdir) or f"[cell] {hc.sweep.subdir}", flush=True)
     summary = run(cfg, hc.runtime.output_dir)
-    return summary.get("final_accuracy")
+    return summary.get("final_test_acc")
 
 
 if __name__ == "__main__":
