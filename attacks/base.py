@@ -94,6 +94,8 @@ class ModelAttack(Attack):
     kind: ClassVar[str] = "model"
     needs: ClassVar[FrozenSet[str]] = frozenset({"honest"})
     min_honest: ClassVar[int] = 1
+    # True where the attack supplies its own rule when none is passed (fang_krum: Krum(f))
+    _has_default_rule: ClassVar[bool] = False
 
     def __init__(self, *, omniscient: bool = True):
         self.omniscient = bool(omniscient)
@@ -127,8 +129,6 @@ class ModelAttack(Attack):
             raise TypeError(f"{who}: rule must be callable Tensor[n, d] -> Tensor[d], "
                             f"got {type(rule).__name__}")
         return honest
-
-    _has_default_rule: ClassVar[bool] = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(omniscient={self.omniscient})"
