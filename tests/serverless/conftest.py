@@ -2,57 +2,22 @@
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
-import socket
-import subprocess
-import time
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from robustagg.backends.serverless.stores.redis_server import LocalRedisServer
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory):
-    """A password-protected redis-server on 127.0.0.1 and a free port: yields its store config."""
-    exe = shutil.which("redis-server")
-    if exe is None:
+def redis_server():
+    """A password-protected redis-server on 127.0.0.1 and a free port: yields its store config
+    (the password reaches clients through the environment variable RA_TEST_REDIS_PASSWORD)."""
+    if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    password = secrets.token_hex(16)
-    d = tmp_path_factory.mktemp("redis")
-    for _ in range(5):  # the port may be taken between probing and binding
-        port = free_port()
-        proc = subprocess.Popen(
-            [exe, "--bind", "127.0.0.1", "--port", str(port), "--requirepass", password,
-             "--save", "", "--appendonly", "no", "--dir", str(d), "--protected-mode", "yes"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        import redis
-
-        r = redis.Redis(host="127.0.0.1", port=port, password=password)
-        for _ in range(100):
-            try:
-                r.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                if proc.poll() is not None:
-                    break
-                time.sleep(0.05)
-        else:
-            proc.kill()
-            continue
-        if proc.poll() is None:
-            break
-    else:
-        pytest.fail("could not start redis-server")
-    os.environ["RA_TEST_REDIS_PASSWORD"] = password
-    yield {"kind": "redis", "host": "127.0.0.1", "port": port, "password_env": "RA_TEST_REDIS_PASSWORD"}
-    proc.terminate()
-    proc.wait(10)
+    with LocalRedisServer() as srv:
+        os.environ["RA_TEST_REDIS_PASSWORD"] = srv.password
+        yield srv.config(password_env="RA_TEST_REDIS_PASSWORD")
 
 
 @pytest.fixture(scope="session")

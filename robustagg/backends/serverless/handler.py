@@ -5,11 +5,14 @@ The event holds references and settings only, never tensors or secrets (schema v
     {"version": 1, "run_id": "a1b2", "round": 3, "worker_id": 4,
      "store": {"kind": "redis", "host": "...", "port": 6379, "password_env": "RA_REDIS_PASSWORD"},
      "token": "<64 hex chars: this worker's per-round key for the gradient digest>",
+     "params_digest": "<32 hex>", "shard_digests": ["<32 hex>", "<32 hex>"],
      "d": 4810, "num_classes": 10, "input_shape": [64], "x_dtype": "float32", "y_dtype": "int64",
      "spec": {WorkerSpec fields: model, model_kwargs, batch_size, seed, byzantine, attack, ...}}
 
 The worker reads ``ra/<run>/r<round>/params`` and its shard ``ra/<run>/shard/<worker>/{x,y}``
-from the store (the shard and model are cached while the container stays warm), computes the
+from the store (the shard and model are cached while the container stays warm), checks that
+their digests are the ones the event names (a blob that another client of the store put in their
+place is refused), computes the
 gradient with the worker core shared by every backend
 (:func:`robustagg.training.worker.compute_gradient`), and writes it, write-once, to
 ``ra/<run>/r<round>/grad/<worker>`` in the wire format with a digest keyed by ``token``.
@@ -22,14 +25,23 @@ configuration), named by ``password_env``; an event carrying a secret is refused
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import torch
+
+from robustagg.backends.base import WorkerSpec
+from robustagg.training.models import build_model, loss_fn
+from robustagg.training.worker import WorkerState, fault, make_attack, timed_gradient
 
 from . import wire
 from .stores import Store, grad_key, make_store, params_key, shard_key
 
 SCHEMA_VERSION = 1
+# One thread, as the Ray workers use: the same seed then gives bit-identical gradients on every
+# backend (a different thread count may change the order of float sums). RA_TORCH_THREADS
+# raises it on big functions (Lambda gives one vCPU per 1,769 MB).
+torch.set_num_threads(int(os.environ.get("RA_TORCH_THREADS", "1")))
 _SECRET_FIELDS = ("password", "aws_secret_access_key", "aws_session_token")
 _SPEC_FIELDS = {"model": str, "model_kwargs": dict, "batch_size": int, "seed": int,
                 "byzantine": bool, "attack": str, "attack_kwargs": dict, "num_workers": int}
@@ -52,6 +64,13 @@ def _need(ev: dict, key: str, typ, where="event"):
     return v
 
 
+def _is_hex(text: str, nbytes: int) -> bool:
+    try:
+        return len(bytes.fromhex(text)) == nbytes and len(text) == 2 * nbytes
+    except ValueError:
+        return False
+
+
 def parse_event(event) -> dict:
     """Validate an event against schema version 1; returns it, or raises BadEvent naming the field."""
     if isinstance(event, (str, bytes)):
@@ -64,7 +83,7 @@ def parse_event(event) -> dict:
     if event.get("version") != SCHEMA_VERSION:
         raise BadEvent(f"event: field 'version' must be {SCHEMA_VERSION}, got {event.get('version')!r}")
     known = {"version", "run_id", "round", "worker_id", "store", "token", "d", "num_classes",
-             "input_shape", "x_dtype", "y_dtype", "spec"}
+             "input_shape", "x_dtype", "y_dtype", "spec", "params_digest", "shard_digests"}
     if set(event) - known:
         raise BadEvent(f"event: unknown fields {sorted(set(event) - known)}")
     try:
@@ -82,12 +101,11 @@ def parse_event(event) -> dict:
     for k in ("x_dtype", "y_dtype"):
         if _need(event, k, str) not in _DTYPES:
             raise BadEvent(f"event: field {k!r} must be one of {sorted(_DTYPES)}, got {event[k]!r}")
-    tok = _need(event, "token", str)
-    try:
-        if len(bytes.fromhex(tok)) != 32:
-            raise ValueError
-    except ValueError:
-        raise BadEvent("event: token must be 64 hex characters") from None
+    if not _is_hex(_need(event, "token", str), 32):
+        raise BadEvent("event: token must be 64 hex characters")
+    digests = [_need(event, "params_digest", str)] + list(_need(event, "shard_digests", list))
+    if len(digests) != 3 or not all(isinstance(h, str) and _is_hex(h, 16) for h in digests):
+        raise BadEvent("event: params_digest and the 2 shard_digests must be 32 hex characters each")
     store = _need(event, "store", dict)
     if not isinstance(store.get("kind"), str):
         raise BadEvent("event: store needs a 'kind' string")
@@ -124,21 +142,28 @@ class MissingBlob(RuntimeError):
     pass
 
 
+def _fetch(store: Store, key: str, digest: str) -> bytes:
+    """The blob under ``key``, if its digest is the one the event names (else WireError)."""
+    blob = store.get(key)
+    if blob is None:
+        raise MissingBlob(f"{key} is not in the store")
+    if wire.digest_of(blob) != digest:
+        raise wire.WireError(f"{key}: digest {wire.digest_of(blob)} is not the {digest} the "
+                             f"event names (written by someone else than the server)")
+    return blob
+
+
 def _state(ev: dict, store: Store):
     """This worker's state (shard from the store, model, attack), built once per warm container."""
-    from robustagg.backends.base import WorkerSpec
-    from robustagg.training.models import build_model, loss_fn
-    from robustagg.training.worker import WorkerState, make_attack
-
     run, w = ev["run_id"], ev["worker_id"]
-    cache_key = (run, w, json.dumps([ev["spec"], ev["input_shape"], ev["num_classes"]], sort_keys=True))
+    cache_key = (run, w, json.dumps([ev["spec"], ev["input_shape"], ev["num_classes"],
+                                     ev["shard_digests"]], sort_keys=True))
     if cache_key in _STATES:
         return _STATES[cache_key]
     parts = {}
-    for part, kind, dt in (("x", "shard_x", ev["x_dtype"]), ("y", "shard_y", ev["y_dtype"])):
-        blob = store.get(shard_key(run, w, part))
-        if blob is None:
-            raise MissingBlob(f"shard {shard_key(run, w, part)} is not in the store")
+    for (part, kind, dt), want in zip((("x", "shard_x", ev["x_dtype"]), ("y", "shard_y", ev["y_dtype"])),
+                                      ev["shard_digests"]):
+        blob = _fetch(store, shard_key(run, w, part), want)
         parts[part] = wire.decode(blob, kind=kind, run_id=run, round=0, worker=w, dtype=_DTYPES[dt])
     x, y = parts["x"], parts["y"]
     if tuple(x.shape[1:]) != tuple(ev["input_shape"]) or x.shape[0] != y.shape[0] or x.shape[0] == 0:
@@ -163,8 +188,6 @@ class WorkerCrash(RuntimeError):
 
 def run_event(ev: dict, store: Store) -> dict:
     """Do one validated event's work against ``store``: the handler minus parsing and error mapping."""
-    from robustagg.training.worker import fault, timed_gradient
-
     run, rnd, w = ev["run_id"], ev["round"], ev["worker_id"]
     state = _state(ev, store)
     what = fault(state, rnd)
@@ -172,9 +195,7 @@ def run_event(ev: dict, store: Store) -> dict:
         raise WorkerCrash(f"worker {w} crashed in round {rnd} (fault attack {state.spec.attack!r})")
     if what is not None:
         time.sleep(what)
-    blob = store.get(params_key(run, rnd))
-    if blob is None:
-        raise MissingBlob(f"parameters {params_key(run, rnd)} are not in the store")
+    blob = _fetch(store, params_key(run, rnd), ev["params_digest"])
     params = wire.decode(blob, kind="params", run_id=run, round=rnd, worker=-1,
                          dtype=torch.float32, shape=(ev["d"],))
     grad, loss, secs = timed_gradient(state, params, rnd)

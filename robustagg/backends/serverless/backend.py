@@ -1,0 +1,244 @@
+"""The Lambda backend: each round, n stateless worker invocations through boto3, tensors through a store.
+
+``TrainConfig(backend="lambda", backend_kwargs={...})``. One round:
+
+1. the server writes the parameters once to ``ra/<run>/r<round>/params`` (wire format);
+2. it invokes the function once per asked worker (``RequestResponse`` by default, or ``Event``),
+   with an event holding references only: run, round, worker id, store settings without secrets,
+   the digests of the parameter and shard blobs, and the worker's round token;
+3. each worker writes its gradient once to ``ra/<run>/r<round>/grad/<worker>`` with a digest keyed
+   by its token; the server waits for the keys until the round deadline, decodes each blob
+   against (run, round, worker, float32, d, token) and counts any mismatch, a function error or a
+   late answer as an omission of that worker, with the reason in ``Arrivals.errors``;
+4. the round's keys are deleted.
+
+Shards are written to the store once, at ``start``. With ``local=True`` the backend runs the
+function on :class:`~.local_runtime.LocalLambda` (127.0.0.1, awslambdaric processes) and, without
+a ``store`` setting, a private ``redis-server`` it starts and stops; the password reaches the
+worker processes through their environment (``RA_REDIS_PASSWORD``), never through an event.
+
+``round_stats`` keeps, per round: publish, invoke (first to last answer), collect (store wait +
+decode) and cleanup times, and the billed milliseconds and peak memory reported in the log tails.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+
+import torch
+
+from ..base import Arrivals, Backend, check_gradient
+from . import wire
+from .handler import SCHEMA_VERSION
+from .stores import grad_key, make_store, params_key, round_prefix, run_prefix, shard_key
+
+HANDLER = "robustagg.backends.serverless.handler.handler"
+PASSWORD_ENV = "RA_REDIS_PASSWORD"
+_SPEC_FIELDS = ("model", "model_kwargs", "batch_size", "seed", "byzantine", "attack",
+                "attack_kwargs", "num_workers")
+_LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+
+
+class LambdaBackend(Backend):
+    """Workers as Lambda invocations.
+
+    ``function_name``: the deployed function (see ``deploy/``); ``store``: store configuration
+    (``{"kind": "redis", "host", "port", "password_env"}`` or ``{"kind": "s3", "bucket", ...}``),
+    as reachable from the server; ``worker_store``: the same store as reachable from the
+    functions, if different (default: ``store`` with any inline password replaced by
+    ``password_env``); ``invocation``: ``RequestResponse`` or ``Event``; ``endpoint_url``,
+    ``region``, ``profile``: where and as whom to invoke; ``retries``: extra attempts on
+    throttling and transport errors; ``log_tail``: read billed durations from the log tail.
+    ``local=True``: run the function here on :class:`LocalLambda` with ``memory_mb``,
+    ``timeout_s``, ``concurrency`` (default: the number of workers) and ``prewarm``.
+    """
+
+    def __init__(self, function_name: str = "robustagg-worker", *, local: bool = False,
+                 store: dict | None = None, worker_store: dict | None = None,
+                 invocation: str = "RequestResponse", endpoint_url: str | None = None,
+                 region: str = "us-east-1", profile: str | None = None, retries: int = 2,
+                 log_tail: bool = True, memory_mb: int = 1024, timeout_s: float = 60.0,
+                 concurrency: int | None = None, prewarm: bool = True, run_id: str | None = None,
+                 handler: str = HANDLER, environment: dict | None = None):
+        if invocation not in ("RequestResponse", "Event"):
+            raise ValueError(f"lambda backend: invocation must be 'RequestResponse' or 'Event', "
+                             f"got {invocation!r}")
+        if store is None and not local:
+            raise ValueError("lambda backend: give a store (e.g. {'kind': 'redis', 'host': ..., "
+                             "'password_env': ...}) reachable from Lambda, or local=True")
+        if store is not None and not isinstance(store, dict):
+            raise ValueError(f"lambda backend: store must be a dict of settings, got {type(store).__name__}")
+        self.function_name, self.local, self.invocation = function_name, local, invocation
+        self.store_config, self.worker_store = store, worker_store
+        self.endpoint_url, self.region, self.profile = endpoint_url, region, profile
+        self.retries, self.log_tail = retries, log_tail
+        self.memory_mb, self.timeout_s, self.concurrency = memory_mb, timeout_s, concurrency
+        self.prewarm, self.handler, self.environment = prewarm, handler, dict(environment or {})
+        self.run_id = wire.check_run_id(run_id) if run_id else secrets.token_hex(6)
+        self._secret = os.urandom(32)
+        self._redis = self._lambda = self._pool = self.store = None
+        self.round_stats: list[dict] = []
+
+    # ---- lifecycle ----
+    def start(self, specs, data=None):
+        from robustagg.training.data import load_dataset
+        from robustagg.training.worker import shard_indices
+
+        from .invoker import LambdaInvoker
+
+        for s in specs:
+            if not isinstance(s.model, str):
+                raise ValueError(f"lambda backend: workers rebuild the model from its registry name; "
+                                 f"got model={s.model!r} for worker {s.worker_id}")
+        self.n = len(specs)
+        env = dict(self.environment)
+        store_cfg = self.store_config
+        if store_cfg is None:  # local=True without a store: a private redis-server
+            from .stores.redis_server import LocalRedisServer
+
+            self._redis = LocalRedisServer()
+            store_cfg = self._redis.config()
+            env[PASSWORD_ENV] = self._redis.password
+        self.store = make_store(store_cfg)
+        self._event_store = self.worker_store or self._without_secrets(store_cfg, env)
+        data = data if data is not None else load_dataset(specs[0].dataset, **specs[0].dataset_kwargs)
+        self._events = {}
+        for s in specs:
+            idx = shard_indices(s, data.y_train)
+            digests = []
+            for part, kind, t in (("x", "shard_x", data.x_train[idx]), ("y", "shard_y", data.y_train[idx])):
+                blob = wire.encode(t.contiguous(), kind=kind, run_id=self.run_id, round=0,
+                                   worker=s.worker_id)
+                self.store.put(shard_key(self.run_id, s.worker_id, part), blob, if_absent=False)
+                digests.append(wire.digest_of(blob))
+            self._events[s.worker_id] = {
+                "version": SCHEMA_VERSION, "run_id": self.run_id, "worker_id": s.worker_id,
+                "store": self._event_store, "num_classes": data.num_classes,
+                "input_shape": list(data.input_shape), "x_dtype": "float32",
+                "y_dtype": "int64" if data.num_classes else "float32", "shard_digests": digests,
+                "spec": {k: getattr(s, k) for k in _SPEC_FIELDS}}
+        endpoint, creds = self.endpoint_url, None
+        if self.local:
+            from .local_runtime import LocalLambda
+
+            self._lambda = LocalLambda(self.handler, name=self.function_name,
+                                       memory_mb=self.memory_mb, timeout_s=self.timeout_s,
+                                       concurrency=self.concurrency or self.n, environment=env,
+                                       region=self.region)
+            endpoint, creds = self._lambda.endpoint_url, _LOCAL_CREDENTIALS
+            if self.prewarm:
+                self._lambda.prewarm(self.concurrency or self.n)
+        self.invoker = LambdaInvoker(self.function_name, endpoint_url=endpoint, region=self.region,
+                                     profile=self.profile, invocation_type=self.invocation,
+                                     read_timeout_s=self.timeout_s + 30, retries=self.retries,
+                                     log_tail=self.log_tail, credentials=creds,
+                                     max_connections=max(10, 2 * self.n))
+        self._pool = ThreadPoolExecutor(max_workers=max(4, 2 * self.n),
+                                        thread_name_prefix="ra-invoke")
+
+    @staticmethod
+    def _without_secrets(cfg: dict, env: dict) -> dict:
+        """The store settings for events: an inline password becomes ``password_env``."""
+        out = dict(cfg)
+        if out.get("password") is not None:
+            env.setdefault(PASSWORD_ENV, out["password"])
+            out["password_env"] = PASSWORD_ENV
+        out.pop("password", None)
+        return out
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.store is not None:
+            try:
+                self.store.delete_prefix(run_prefix(self.run_id))
+            finally:
+                self.store.close()
+        if self._lambda is not None:
+            self._lambda.close()
+        if self._redis is not None:
+            self._redis.close()
+        self._pool = self.store = self._lambda = self._redis = None
+
+    # ---- one round ----
+    def token(self, round: int, worker: int) -> bytes:
+        """Worker ``worker``'s key for round ``round``: HMAC-SHA256(secret, run/round/worker)."""
+        return hmac.new(self._secret, f"{self.run_id}/{round}/{worker}".encode(),
+                        hashlib.sha256).digest()
+
+    def event(self, round: int, worker: int, d: int, params_digest: str) -> dict:
+        return {**self._events[worker], "round": round, "d": d, "params_digest": params_digest,
+                "token": self.token(round, worker).hex()}
+
+    def compute(self, round, params, worker_ids, timeout_s):
+        t0 = time.perf_counter()
+        deadline = t0 + timeout_s
+        d = params.numel()
+        blob = wire.encode(params.detach().float().contiguous(), kind="params", run_id=self.run_id,
+                           round=round, worker=-1)
+        # the server is the only legitimate writer of the parameters: overwrite whatever is there
+        self.store.put(params_key(self.run_id, round), blob, if_absent=False)
+        digest = wire.digest_of(blob)
+        t_pub = time.perf_counter()
+        futures = {self._pool.submit(self.invoker.invoke, self.event(round, w, d, digest)): w
+                   for w in worker_ids}
+        done, _ = wait_futures(futures, timeout=max(0.0, deadline - time.perf_counter()))
+        t_inv = time.perf_counter()
+        out = Arrivals()
+        billed, peak = [], []
+        for f in done:
+            w, res = futures[f], f.result()
+            if not res.ok:
+                out.errors[w] = (f"invocation failed: {res.error}" if res.error else
+                                 f"function error {res.function_error}: "
+                                 f"{_message(res.payload)}")
+            elif isinstance(res.payload, dict) and res.payload.get("ok") is False:
+                out.errors[w] = f"worker error {res.payload.get('error_type')}: {res.payload.get('error')}"
+            elif isinstance(res.payload, dict) and res.payload.get("ok"):
+                out.losses[w] = float(res.payload["loss"])
+                out.compute_s[w] = float(res.payload["compute_s"])
+            if res.billed_ms is not None:
+                billed.append(res.billed_ms)
+                peak.append(res.max_memory_mb or 0)
+        waiting = [w for w in worker_ids if w not in out.errors]
+        keys = {grad_key(self.run_id, round, w): w for w in waiting}
+        blobs = self.store.wait(list(keys), timeout=max(0.0, deadline - time.perf_counter()))
+        for key, w in keys.items():
+            if key not in blobs:
+                out.errors[w] = f"no gradient within round_timeout_s={timeout_s}"
+                continue
+            try:
+                g = wire.decode(blobs[key], kind="grad", run_id=self.run_id, round=round, worker=w,
+                                dtype=torch.float32, shape=(d,), token=self.token(round, w))
+            except wire.WireError as e:
+                out.errors[w] = f"malformed gradient: {e}"
+                continue
+            g = check_gradient(g, d)
+            if g is None:
+                out.errors[w] = "malformed gradient: not float32 [d]"
+                continue
+            out.grads[w] = g
+        for w in out.errors:  # an answer without a usable gradient carries no loss either
+            out.losses.pop(w, None)
+            out.compute_s.pop(w, None)
+        t_col = time.perf_counter()
+        self.store.delete_prefix(round_prefix(self.run_id, round))
+        t_end = time.perf_counter()
+        out.wall_s = t_col - t0
+        self.round_stats.append({
+            "round": round, "publish_s": t_pub - t0, "invoke_s": t_inv - t_pub,
+            "collect_s": t_col - t_inv, "cleanup_s": t_end - t_col,
+            "billed_ms": sum(billed), "max_billed_ms": max(billed, default=0.0),
+            "max_memory_mb": max(peak, default=0.0), "omitted": len(out.errors)})
+        return out
+
+
+def _message(payload) -> str:
+    if isinstance(payload, dict):
+        return str(payload.get("errorMessage", payload))[:300]
+    return str(payload)[:300]

@@ -1,0 +1,80 @@
+"""Start a private ``redis-server`` on 127.0.0.1 (a free port, a random password, no persistence):
+the store of the local Lambda runtime and of the tests."""
+from __future__ import annotations
+
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalRedisServer:
+    """``with LocalRedisServer() as srv: srv.config`` -> store configuration (password inline).
+
+    ``config(password_env=NAME)`` gives the same configuration naming an environment variable
+    instead, for processes that receive the password through their environment.
+    """
+
+    def __init__(self, exe: str | None = None, start_timeout_s: float = 10.0):
+        self.exe = exe or shutil.which("redis-server")
+        if self.exe is None:
+            raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
+        self.password = secrets.token_hex(16)
+        self._dir = tempfile.TemporaryDirectory(prefix="ra_redis_")
+        self.proc = None
+        for _ in range(5):  # the probed port may be taken before redis binds it
+            self.port = _free_port()
+            self.proc = subprocess.Popen(
+                [self.exe, "--bind", "127.0.0.1", "--port", str(self.port), "--requirepass",
+                 self.password, "--save", "", "--appendonly", "no", "--dir", self._dir.name,
+                 "--protected-mode", "yes"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if self._wait_ready(start_timeout_s):
+                return
+            self.proc.kill()
+            self.proc.wait()
+        raise RuntimeError("could not start redis-server on 127.0.0.1")
+
+    def _wait_ready(self, timeout_s: float) -> bool:
+        import redis
+
+        r = redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                return bool(r.ping())
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.05)
+        return False
+
+    def config(self, password_env: str | None = None) -> dict:
+        c = {"kind": "redis", "host": "127.0.0.1", "port": self.port}
+        if password_env:
+            c["password_env"] = password_env
+        else:
+            c["password"] = self.password
+        return c
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._dir.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
