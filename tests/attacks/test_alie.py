@@ -69,6 +69,8 @@ def test_validation():
         ALIE(sign=0)
     with pytest.raises(ValueError, match="n >= 3"):
         alie_z(2, 1)
+    with pytest.raises(ValueError, match="f < n, got n=5, f=5"):
+        alie_z(5, 5)
 
 
 def test_moves_median_and_krum_while_staying_inside_the_honest_spread():

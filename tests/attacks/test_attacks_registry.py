@@ -1,5 +1,8 @@
 """The registry and the checks every model attack shares: names, "none", output shape, dtype
 and device, validation errors, determinism (same seed, same rows)."""
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -89,3 +92,9 @@ def test_cuda_output_stays_on_the_device(name):
     assert out.device == x.device and out.dtype == x.dtype and out.shape == (3, 64)
     ref = make(name)(x.cpu(), 3, rule=rule)
     assert torch.allclose(out.cpu().nan_to_num(), ref.nan_to_num(), rtol=1e-4, atol=1e-5)
+
+
+def test_import_needs_only_torch():
+    code = ("import sys, attacks; bad = {'robustagg', 'ray', 'hydra', 'matplotlib', 'scipy'} "
+            "& set(sys.modules); assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
