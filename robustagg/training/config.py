@@ -61,7 +61,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 0.1
     optimizer: str = "sgd"            # sgd | adam
-    momentum: float = 0.0             # server-side (SGD) momentum
+    momentum: float = 0.9             # server-side (SGD) momentum
     weight_decay: float = 0.0
     worker_momentum: float = 0.0      # beta of worker momentum (Karimireddy et al. 2021); 0 = off
     # evaluation, output, checkpoints
