@@ -1,11 +1,82 @@
-// Bindings of robustagg._C. The kernels live in one file each; this file only declares them.
+// Bindings of robustagg._C: tensors in, raw pointers to the kernels (csrc/*_cpu.cpp, and
+// csrc/cuda/ when built with CUDA), tensors out. Arguments were validated by
+// robustagg.kernels / robustagg.functional; the checks here only guard memory safety.
+#include <ATen/Parallel.h>
 #include <torch/extension.h>
 
-torch::Tensor pairwise_sq_distances_cpu(const torch::Tensor& x);
+#include "kernels_cpu.h"
+
+#ifdef ROBUSTAGG_WITH_CUDA
+void register_cuda_kernels(pybind11::module& m);  // csrc/cuda/bindings_cuda.cpp
+#endif
+
+namespace {
+
+torch::Tensor cpu_matrix(const torch::Tensor& x, const char* name) {
+  TORCH_CHECK(x.dim() == 2, name, ": x must be [n, d], got ", x.dim(), " dims");
+  TORCH_CHECK(x.device().is_cpu(), name, ": x must be on the CPU, got ", x.device());
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kFloat64, name,
+              ": x must be float32 or float64, got ", x.scalar_type());
+  return x.contiguous();
+}
+
+torch::Tensor pairwise_sq_distances(const torch::Tensor& x_in) {
+  const auto x = cpu_matrix(x_in, "pairwise_sq_distances_cpu");
+  const int64_t n = x.size(0), d = x.size(1);
+  auto out = torch::empty({n, n}, x.options().dtype(torch::kFloat64));
+  const int t = at::get_num_threads();
+  if (x.scalar_type() == torch::kFloat32)
+    robustagg::pairwise_sq_distances_cpu(x.data_ptr<float>(), n, d, out.data_ptr<double>(), t);
+  else
+    robustagg::pairwise_sq_distances_cpu(x.data_ptr<double>(), n, d, out.data_ptr<double>(), t);
+  return out;
+}
+
+torch::Tensor order_stat_mean(const torch::Tensor& x_in, int64_t lo, int64_t hi) {
+  const auto x = cpu_matrix(x_in, "order_stat_mean_cpu");
+  const int64_t n = x.size(0), d = x.size(1);
+  TORCH_CHECK(n >= 1 && n <= 256, "order_stat_mean_cpu: needs 1 <= n <= 256, got n=", n);
+  TORCH_CHECK(0 <= lo && lo <= hi && hi < n, "order_stat_mean_cpu: needs 0 <= lo <= hi < n, got lo=",
+              lo, ", hi=", hi, ", n=", n);
+  auto out = torch::empty({d}, x.options());
+  const int t = at::get_num_threads();
+  if (x.scalar_type() == torch::kFloat32)
+    robustagg::order_stat_mean_cpu(x.data_ptr<float>(), n, d, lo, hi, out.data_ptr<float>(), t);
+  else
+    robustagg::order_stat_mean_cpu(x.data_ptr<double>(), n, d, lo, hi, out.data_ptr<double>(), t);
+  return out;
+}
+
+torch::Tensor rows_mean(const torch::Tensor& x_in, const torch::Tensor& idx_in) {
+  const auto x = cpu_matrix(x_in, "rows_mean_cpu");
+  const auto idx = idx_in.to(torch::kCPU, torch::kInt64).contiguous();
+  const int64_t n = x.size(0), d = x.size(1), m = idx.numel();
+  TORCH_CHECK(m >= 1, "rows_mean_cpu: idx is empty");
+  const int64_t* p = idx.data_ptr<int64_t>();
+  for (int64_t r = 0; r < m; ++r)
+    TORCH_CHECK(0 <= p[r] && p[r] < n, "rows_mean_cpu: idx[", r, "]=", p[r], " out of [0, ", n, ")");
+  auto out = torch::empty({d}, x.options());
+  const int t = at::get_num_threads();
+  if (x.scalar_type() == torch::kFloat32)
+    robustagg::rows_mean_cpu(x.data_ptr<float>(), d, p, m, out.data_ptr<float>(), t);
+  else
+    robustagg::rows_mean_cpu(x.data_ptr<double>(), d, p, m, out.data_ptr<double>(), t);
+  return out;
+}
+
+}  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "robustagg native kernels";
-  m.def("pairwise_sq_distances_cpu", &pairwise_sq_distances_cpu,
-        "Squared Euclidean distances between the rows of x[n, d] (float64 [n, n]; "
-        "non-finite rows give +inf; exact zero diagonal)");
+  m.doc() = "robustagg native kernels (contract: robustagg/kernels.py)";
+  const auto nogil = pybind11::call_guard<pybind11::gil_scoped_release>();
+  m.def("pairwise_sq_distances_cpu", &pairwise_sq_distances, nogil,
+        "Squared Euclidean distances between the rows of x[n, d] (float64 [n, n]; non-finite "
+        "rows give +inf; exact zero diagonal)");
+  m.def("order_stat_mean_cpu", &order_stat_mean, nogil,
+        "Per column of x[n, d], the mean of the order statistics lo..hi (NaN ordered as +inf), "
+        "n <= 256");
+  m.def("rows_mean_cpu", &rows_mean, nogil, "Mean of the rows idx of x[n, d], float64 sums");
+#ifdef ROBUSTAGG_WITH_CUDA
+  register_cuda_kernels(m);
+#endif
 }

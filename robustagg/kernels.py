@@ -55,6 +55,7 @@ def pairwise_sq_distances_torch(x: torch.Tensor) -> torch.Tensor:
         xf = xf - xf.mean(dim=0, keepdim=True)
         sq = (xf * xf).sum(dim=1)
         dist = (sq[:, None] + sq[None, :] - 2.0 * (xf @ xf.T)).clamp_min_(0.0)
+        dist = (dist + dist.T) * 0.5  # the GEMM need not be bitwise symmetric; the result is
         idx = finite.nonzero().squeeze(1)
         out[idx[:, None], idx[None, :]] = dist
     out.fill_diagonal_(0.0)
@@ -72,10 +73,9 @@ def coordinate_median_torch(x: torch.Tensor) -> torch.Tensor:
 
 def trimmed_mean_torch(x: torch.Tensor, f: int) -> torch.Tensor:
     n = x.shape[0]
-    if f == 0:
-        return x.mean(dim=0)
     s = _nan_as_inf(x).sort(dim=0).values
-    return s[f:n - f].mean(dim=0)
+    # float64 sum, one division: the float64 reference rounded once to x's dtype
+    return (s[f:n - f].sum(dim=0, dtype=torch.float64) / (n - 2 * f)).to(x.dtype)
 
 
 def rows_mean_torch(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -94,16 +94,32 @@ def pairwise_sq_distances(x: torch.Tensor) -> torch.Tensor:
     return pairwise_sq_distances_torch(x)
 
 
+# The native order-statistics kernel holds n vectors of a column group at once (n <= 256).
+_ORDER_STAT_MAX_N = 256
+
+
+def _native_cpu(x: torch.Tensor) -> bool:
+    return x.device.type == "cpu" and _has("pairwise_sq_distances_cpu")
+
+
 def coordinate_median(x: torch.Tensor) -> torch.Tensor:
     """Coordinate-wise median of ``x[n, d]`` (see module doc)."""
+    n = x.shape[0]
+    if _native_cpu(x) and n <= _ORDER_STAT_MAX_N:
+        return _C.order_stat_mean_cpu(x, (n - 1) // 2, n // 2)
     return coordinate_median_torch(x)
 
 
 def trimmed_mean(x: torch.Tensor, f: int) -> torch.Tensor:
     """Coordinate-wise f-trimmed mean of ``x[n, d]`` (see module doc)."""
+    n = x.shape[0]
+    if _native_cpu(x) and n <= _ORDER_STAT_MAX_N:
+        return _C.order_stat_mean_cpu(x, f, n - f - 1)
     return trimmed_mean_torch(x, f)
 
 
 def rows_mean(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """Mean of the rows ``idx`` of ``x[n, d]``."""
+    if _native_cpu(x):
+        return _C.rows_mean_cpu(x, idx)
     return rows_mean_torch(x, idx)

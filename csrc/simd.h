@@ -1,0 +1,86 @@
+// Portable SIMD for the CPU kernels: GCC/Clang vector extensions (the compiler emits the widest
+// instructions the function's target allows) plus runtime dispatch between instruction sets.
+//
+// A kernel body is written once as a template on a vector width and compiled several times:
+// ROBUSTAGG_AVX512 / ROBUSTAGG_AVX2 mark functions compiled for those x86 levels, and
+// robustagg::simd::level() says at run time which one the CPU can run. Elsewhere (other
+// compilers or architectures) only the portable build exists, still vectorised for the
+// baseline ISA.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define ROBUSTAGG_X86_DISPATCH 1
+#define ROBUSTAGG_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma,bmi2")))
+#define ROBUSTAGG_AVX2 __attribute__((target("avx2,fma,bmi2")))
+#else
+#define ROBUSTAGG_X86_DISPATCH 0
+#define ROBUSTAGG_AVX512
+#define ROBUSTAGG_AVX2
+#endif
+#define ROBUSTAGG_INLINE inline __attribute__((always_inline))
+
+// Vectors wider than the baseline ISA only ever live inside the always-inlined bodies of
+// functions compiled for a wider level, so the ABI note GCC gives about them does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace robustagg {
+namespace simd {
+
+enum Level { kBase = 0, kAvx2 = 1, kAvx512 = 2 };
+
+inline Level level() {
+#if ROBUSTAGG_X86_DISPATCH
+  static const Level l = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                                 __builtin_cpu_supports("avx512vl") &&
+                                 __builtin_cpu_supports("avx512bw")
+                             ? kAvx512
+                         : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? kAvx2
+                                                                                            : kBase;
+  return l;
+#else
+  return kBase;
+#endif
+}
+
+// Vec<T, W>::type is W lanes of T; loads and stores go through memcpy, which compiles to
+// unaligned vector moves.
+template <typename T, int W>
+struct Vec {
+  typedef T type __attribute__((vector_size(sizeof(T) * W)));
+};
+
+template <typename V, typename T>
+ROBUSTAGG_INLINE V load(const T* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+
+template <typename V, typename T>
+ROBUSTAGG_INLINE void store(T* p, const V& v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+
+
+// Sum of the lanes of v in double; halves are added in T first (log2(W) roundings of partial
+// sums, which the callers bound by keeping each lane's run short).
+template <typename T, int W>
+ROBUSTAGG_INLINE double hsum(const typename Vec<T, W>::type& v) {
+  if constexpr (W <= 4) {
+    double s = 0.0;
+    for (int l = 0; l < W; ++l) s += static_cast<double>(v[l]);
+    return s;
+  } else {
+    typedef typename Vec<T, W / 2>::type H;
+    H lo, hi;
+    std::memcpy(&lo, &v, sizeof(H));
+    std::memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof(H), sizeof(H));
+    return hsum<T, W / 2>(lo + hi);
+  }
+}
+
+}  // namespace simd
+}  // namespace robustagg
