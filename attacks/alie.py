@@ -51,10 +51,10 @@ def alie_z(n: int, f: int) -> float:
     return NormalDist().inv_cdf((n - f - s) / (n - f))
 
 
-def alie_vector(honest: torch.Tensor, z: float, sign: int = -1, unbiased: bool = False):
-    """``mu + sign * z * sigma`` over coordinates: ``Tensor[h, d] -> Tensor[d]`` (float64)."""
+def alie_stats(honest: torch.Tensor, unbiased: bool = False):
+    """``(mu, sigma)``: coordinate-wise mean and std of ``Tensor[h, d]``, two float64 ``[d]``."""
     x = honest.to(torch.float64)
-    return x.mean(dim=0) + sign * z * x.std(dim=0, unbiased=unbiased)
+    return x.mean(dim=0), x.std(dim=0, unbiased=unbiased)
 
 
 def check_sign(sign, who: str) -> int:
@@ -102,7 +102,8 @@ class ALIE(ModelAttack):
 
     def _forge(self, honest, f, rule):
         z = self.z_for(honest.shape[0], f)
-        return repeat_rows(alie_vector(honest, z, self.sign, self.unbiased), f)
+        mu, sigma = alie_stats(honest, self.unbiased)
+        return repeat_rows(mu + self.sign * z * sigma, f)
 
     def __repr__(self) -> str:
         return (f"ALIE(z={self.z}, sign={self.sign}, n={self.n}, unbiased={self.unbiased}, "

@@ -49,7 +49,8 @@ def line_maximize(fn: Callable[[float], float], start: float, evals: int = 16,
 class OptimalScale(ModelAttack):
     """Base of the rule-tailored attacks: ``b(x)`` from ``vector(honest, x)``, x by
     ``line_maximize`` against the rule passed to the call. After a call, ``scale`` holds x and
-    ``distance`` the J(x) reached. Subclasses define ``vector`` and ``start``.
+    ``distance`` the J(x) reached. Subclasses define ``prepare`` (the per-round statistics,
+    computed once), ``vector`` and ``start``.
     """
 
     needs: ClassVar = frozenset({"honest", "rule"})
@@ -63,7 +64,12 @@ class OptimalScale(ModelAttack):
         self.evals, self.delta, self.ratio = evals, float(delta), float(ratio)
         self.scale = self.distance = None
 
-    def vector(self, honest: torch.Tensor, x: float) -> torch.Tensor:
+    def prepare(self, honest: torch.Tensor):
+        """What ``vector`` needs from ``honest`` (e.g. its mean), computed once per call."""
+        raise NotImplementedError
+
+    def vector(self, stats, x: float) -> torch.Tensor:
+        """The Byzantine vector ``Tensor[d]`` at scale ``x``."""
         raise NotImplementedError
 
     def start(self, h: int, f: int) -> float:
@@ -71,12 +77,13 @@ class OptimalScale(ModelAttack):
 
     def _forge(self, honest, f, rule):
         mu = honest.to(torch.float64).mean(dim=0)
+        stats = self.prepare(honest)
 
         def distance(x: float) -> float:
-            byz = repeat_rows(self.vector(honest, x).to(honest.dtype), f)
+            byz = repeat_rows(self.vector(stats, x).to(honest.dtype), f)
             y = float((aggregate(rule, honest, byz).to(torch.float64) - mu).norm())
             return y if math.isfinite(y) else -math.inf
 
         self.scale, self.distance = line_maximize(distance, self.start(honest.shape[0], f),
                                                   self.evals, self.delta, self.ratio)
-        return repeat_rows(self.vector(honest, self.scale), f)
+        return repeat_rows(self.vector(stats, self.scale), f)

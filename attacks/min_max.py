@@ -11,7 +11,7 @@ other. gamma by bisection (``largest_gamma``) to relative tolerance ``tol``. Any
 """
 from __future__ import annotations
 
-from attacks.ndss21 import AgnosticAttack, pairwise_sq, sq_dists_to
+from attacks.ndss21 import AgnosticAttack, pairwise_sq
 
 
 class MinMax(AgnosticAttack):
@@ -24,5 +24,5 @@ class MinMax(AgnosticAttack):
         return pairwise_sq(x).max()
 
     @staticmethod
-    def score(x, b):
-        return sq_dists_to(x, b).max()
+    def score(sq_dists):
+        return sq_dists.max()

@@ -11,7 +11,7 @@ gamma by bisection to relative tolerance ``tol``. Any n, f >= 1 (the rule is not
 """
 from __future__ import annotations
 
-from attacks.ndss21 import AgnosticAttack, pairwise_sq, sq_dists_to
+from attacks.ndss21 import AgnosticAttack, pairwise_sq
 
 
 class MinSum(AgnosticAttack):
@@ -24,5 +24,5 @@ class MinSum(AgnosticAttack):
         return pairwise_sq(x).sum(dim=1).min()
 
     @staticmethod
-    def score(x, b):
-        return sq_dists_to(x, b).sum()
+    def score(sq_dists):
+        return sq_dists.sum()

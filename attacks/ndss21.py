@@ -66,19 +66,18 @@ def largest_gamma(feasible: Callable[[float], bool], gamma_init: float = 10.0,
     return lo
 
 
-def sq_dists_to(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``||x_i - v||^2`` for every row: Tensor[h, d], Tensor[d] -> Tensor[h]."""
-    return (x - v).pow(2).sum(dim=1)
-
-
 def pairwise_sq(x: torch.Tensor) -> torch.Tensor:
     """``||x_i - x_j||^2``: Tensor[h, d] -> Tensor[h, h] (float64 in, float64 out)."""
-    return torch.cdist(x, x).pow(2)
+    return torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
 
 
 class AgnosticAttack(ModelAttack):
-    """``Tensor[h, d] -> Tensor[f, d]``, every row ``mu - gamma p``, gamma the largest value with
-    ``score(x, mu - gamma p) <= threshold(x)`` (subclasses: ``MinMax``, ``MinSum``).
+    """``Tensor[h, d] -> Tensor[f, d]``, every row ``b = mu - gamma p``, gamma the largest value
+    with ``score(||b - g_i||^2 for all i) <= threshold(x)`` (subclasses: ``MinMax``, ``MinSum``).
+
+    The squared distances are expanded once, ``||mu - g_i - gamma p||^2 = a_i - 2 gamma c_i +
+    gamma^2 ||p||^2`` (a_i = ||mu - g_i||^2, c_i = <mu - g_i, p>), so each bisection step costs
+    O(h) instead of O(h d).
 
     Args:
         direction: "unit_vec" (default, the reference code's), "sign" or "std".
@@ -100,18 +99,23 @@ class AgnosticAttack(ModelAttack):
 
     @staticmethod
     def threshold(x: torch.Tensor) -> torch.Tensor:
+        """The bound from the honest rows ``x``: Tensor[h, d] (float64) -> scalar."""
         raise NotImplementedError
 
     @staticmethod
-    def score(x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def score(sq_dists: torch.Tensor) -> torch.Tensor:
+        """The constrained quantity from ``||b - g_i||^2``: Tensor[h] -> scalar."""
         raise NotImplementedError
 
     def _forge(self, honest, f, rule):
         x = honest.to(torch.float64)
         mu, p = x.mean(dim=0), perturbation(x, self.direction)
+        dev = mu - x
+        a, c, pp = dev.pow(2).sum(dim=1), dev @ p, p @ p
         bound = self.threshold(x)
-        self.gamma = largest_gamma(lambda g: bool(self.score(x, mu - g * p) <= bound),
-                                   self.gamma_init, self.tol)
+        self.gamma = largest_gamma(
+            lambda g: bool(self.score(a - 2 * g * c + g * g * pp) <= bound),
+            self.gamma_init, self.tol)
         return repeat_rows(mu - self.gamma * p, f)
 
     def __repr__(self) -> str:

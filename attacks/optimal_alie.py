@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from attacks.alie import alie_vector, alie_z
+from attacks.alie import alie_stats, alie_z
 from attacks.line_maximize import OptimalScale
 
 
@@ -33,5 +33,9 @@ class OptimalALIE(OptimalScale):
         except ValueError:
             return 0.0
 
-    def vector(self, honest, x):
-        return alie_vector(honest, x, -1, self.unbiased)
+    def prepare(self, honest):
+        return alie_stats(honest, self.unbiased)
+
+    def vector(self, stats, x):
+        mu, sigma = stats
+        return mu - x * sigma

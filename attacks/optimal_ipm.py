@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from attacks.ipm import check_epsilon, ipm_vector
+from attacks.ipm import check_epsilon
 from attacks.line_maximize import OptimalScale
 
 
@@ -27,5 +27,8 @@ class OptimalIPM(OptimalScale):
     def start(self, h, f):
         return self.epsilon0
 
-    def vector(self, honest, x):
-        return ipm_vector(honest.to(torch.float64), x)
+    def prepare(self, honest):
+        return honest.to(torch.float64).mean(dim=0)
+
+    def vector(self, mu, x):
+        return -x * mu
