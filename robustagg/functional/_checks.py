@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from .. import kernels
+
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
@@ -57,11 +59,19 @@ def check_positive(value, rule: str, name: str, integer: bool = False):
     return value
 
 
-def check_distances(distances, n: int, rule: str) -> None:
-    """A given distance matrix must be ``[n, n]``."""
-    if distances is not None and tuple(distances.shape) != (n, n):
+def matrix_and_distances(x, f, distances, rule: str, a: int, b: int):
+    """Entry checks of a distance-based rule: ``x`` a floating ``Tensor[n, d]``, ``n >= a*f + b``,
+    ``distances`` None or ``[n, n]``. Returns ``(x, distances)``, the distances computed once here
+    when not given (float64, see :func:`robustagg.kernels.pairwise_sq_distances`)."""
+    x = as_matrix(x, rule)
+    n = x.shape[0]
+    check_bound(rule, n, check_f(f, rule), a, b)
+    if distances is None:
+        return x, kernels.pairwise_sq_distances(x)
+    if tuple(distances.shape) != (n, n):
         raise ValueError(f"{rule}: distances must have shape [{n}, {n}], "
                          f"got {tuple(distances.shape)}")
+    return x, distances.to(torch.float64)
 
 
 def finite_rows(x: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import kernels
-from ._checks import as_matrix, check_bound, check_distances, check_f
+from ._checks import matrix_and_distances
 from .krum import scores_from_distances, select_lowest
 
 
@@ -34,13 +34,8 @@ def bulyan(x: torch.Tensor, f: int, distances: torch.Tensor | None = None,
     """
     rule = "Bulyan"
     dtype = x.dtype if isinstance(x, torch.Tensor) else None
-    x = as_matrix(x, rule)
+    x, distances = matrix_and_distances(x, f, distances, rule, 4, 3)
     n = x.shape[0]
-    check_bound(rule, n, check_f(f, rule), 4, 3)
-    check_distances(distances, n, rule)
-    if distances is None:
-        distances = kernels.pairwise_sq_distances(x)
-    distances = distances.to(torch.float64)
 
     theta, beta = n - 2 * f, n - 4 * f
     remaining = torch.arange(n, device=distances.device)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import kernels
-from ._checks import as_matrix, check_bound, check_distances, check_f
+from ._checks import matrix_and_distances
 
 _INF = float("inf")
 
@@ -31,16 +31,6 @@ def select_lowest(scores: torch.Tensor, m: int) -> torch.Tensor:
     return order[:m]
 
 
-def _distances(x, f, distances, rule):
-    x = as_matrix(x, rule)
-    n = x.shape[0]
-    check_bound(rule, n, check_f(f, rule), 2, 3)
-    check_distances(distances, n, rule)
-    if distances is None:
-        distances = kernels.pairwise_sq_distances(x)
-    return x, distances.to(torch.float64)
-
-
 def krum_scores(x: torch.Tensor, f: int, distances: torch.Tensor | None = None) -> torch.Tensor:
     r"""Krum scores :math:`s(i) = \sum_{i \to j} \lVert x_i - x_j \rVert^2`, where
     :math:`i \to j` ranges over the n - f - 2 vectors closest to :math:`x_i` (j ≠ i).
@@ -50,7 +40,7 @@ def krum_scores(x: torch.Tensor, f: int, distances: torch.Tensor | None = None) 
     Blanchard et al., "Machine learning with adversaries: Byzantine tolerant gradient descent",
     NeurIPS 2017, Section 4 (definition of Krum).
     """
-    x, distances = _distances(x, f, distances, "Krum")
+    x, distances = matrix_and_distances(x, f, distances, "Krum", 2, 3)
     return scores_from_distances(distances, x.shape[0] - f - 2)
 
 
@@ -79,7 +69,7 @@ def multi_krum(x: torch.Tensor, f: int, m: int | None = None,
     fewer than m vectors are averaged).
     """
     dtype = x.dtype if isinstance(x, torch.Tensor) else None
-    x, distances = _distances(x, f, distances, rule)
+    x, distances = matrix_and_distances(x, f, distances, rule, 2, 3)
     n = x.shape[0]
     if m is None:
         m = n - f

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import kernels
-from ._checks import as_matrix, check_bound, check_distances, check_f
+from ._checks import matrix_and_distances
 
 
 def nnm(x: torch.Tensor, f: int, distances: torch.Tensor | None = None) -> torch.Tensor:
@@ -20,13 +19,9 @@ def nnm(x: torch.Tensor, f: int, distances: torch.Tensor | None = None) -> torch
     """
     rule = "NNM"
     dtype = x.dtype if isinstance(x, torch.Tensor) else None
-    x = as_matrix(x, rule)
+    x, distances = matrix_and_distances(x, f, distances, rule, 2, 1)
     n = x.shape[0]
-    check_bound(rule, n, check_f(f, rule), 2, 1)
-    check_distances(distances, n, rule)
-    if distances is None:
-        distances = kernels.pairwise_sq_distances(x)
-    distances = distances.to(torch.float64).clone()
+    distances = distances.clone()
     distances.fill_diagonal_(-1.0)  # itself first, whatever the duplicates
     # stable argsort: ties go to the lowest index
     neighbours = distances.sort(dim=1, stable=True).indices[:, : n - f].to(x.device)
