@@ -1,5 +1,5 @@
 """A Little Is Enough, ALIE (Baruch, Baruch and Goldberg, "A Little Is Enough: Circumventing
-Defenses For Distributed Learning", NeurIPS 2019, Section 3 and Algorithm 1).
+Defenses For Distributed Learning", NeurIPS 2019, the attack's algorithm).
 
 With n workers of which f are Byzantine, the attacker needs s "supporters" among the honest
 workers for a majority, and picks the largest z such that, for normally distributed honest

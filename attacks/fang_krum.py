@@ -1,5 +1,5 @@
 """Fang et al.'s full-knowledge attack on Krum (Fang, Cao, Jia and Gong, "Local Model Poisoning
-Attacks to Byzantine-Robust Federated Learning", USENIX Security 2020, Section 4.2),
+Attacks to Byzantine-Robust Federated Learning", USENIX Security 2020, the attack on Krum),
 written for gradients.
 
 Fang et al. craft the model ``w'_1 = w_Re - lambda * s``, s the sign of the direction in which

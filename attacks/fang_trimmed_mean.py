@@ -1,6 +1,6 @@
 """Fang et al.'s full-knowledge attack on the trimmed mean and the median (Fang, Cao, Jia and
 Gong, "Local Model Poisoning Attacks to Byzantine-Robust Federated Learning", USENIX
-Security 2020, Sections 4.3-4.4), written for gradients.
+Security 2020, the attacks on trimmed mean and median), written for gradients.
 
 Per coordinate j, with g_max,j and g_min,j the largest and smallest honest values and
 s_j = sign(mu_j) the sign of the honest mean (the model moves along -s_j), every Byzantine

@@ -1,5 +1,5 @@
 """Gaussian noise attack (Blanchard et al., "Machine Learning with Adversaries: Byzantine
-Tolerant Gradient Descent", NeurIPS 2017, Section 5).
+Tolerant Gradient Descent", NeurIPS 2017, experiments).
 
 Each Byzantine worker sends an independent draw ``b_j ~ N(mean * 1, std^2 I_d)``, j = 1..f.
 The Krum paper's experiments use mean 0 and std 200. The attack uses nothing but the shape,

@@ -1,5 +1,5 @@
 """Mimic attack (Karimireddy, He and Jaggi, "Byzantine-Robust Learning on Heterogeneous
-Datasets via Bucketing", ICLR 2022, Section 4 and Appendix; heuristic as in their code).
+Datasets via Bucketing", ICLR 2022; the heuristic as in the authors' code).
 
 All f Byzantine workers send a copy of one honest gradient g_{i*}, over-representing that
 worker's (non-iid) data so that robust rules drift towards it. With ``target=i`` the choice is

@@ -1,4 +1,4 @@
-"""Min-Max attack (Shejwalkar and Houmansadr, NDSS 2021, Section IV-C, Eq. (7)).
+"""Min-Max attack (Shejwalkar and Houmansadr, NDSS 2021, the AGR-agnostic Min-Max attack).
 
 Every Byzantine worker sends ``b = mu - gamma * p`` (p: see ``attacks.ndss21``) with
 

@@ -1,4 +1,4 @@
-"""Min-Sum attack (Shejwalkar and Houmansadr, NDSS 2021, Section IV-C, Eq. (8)).
+"""Min-Sum attack (Shejwalkar and Houmansadr, NDSS 2021, the AGR-agnostic Min-Sum attack).
 
 Every Byzantine worker sends ``b = mu - gamma * p`` (p: see ``attacks.ndss21``) with
 

@@ -1,6 +1,6 @@
 """Shared core of the AGR-agnostic attacks of Shejwalkar and Houmansadr, "Manipulating the
 Byzantine: Optimizing Model Poisoning Attacks and Defenses for Federated Learning", NDSS 2021
-(Section IV-C, Algorithm 1): the perturbation vectors and the binary search on gamma.
+(their AGR-agnostic attacks): the perturbation vectors and the binary search on gamma.
 
 The Byzantine gradient is ``b = mu - gamma * p`` (mu: the mean of the honest gradients) with
 
