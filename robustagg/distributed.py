@@ -1,0 +1,218 @@
+"""Drop-in robust aggregation for ``torch.distributed`` and DDP training loops.
+
+Two entry points, both for an already initialised process group (gloo on CPU, NCCL on GPU):
+
+* :func:`robust_all_reduce` replaces ``dist.all_reduce(p.grad); p.grad /= world`` in a
+  hand-written data-parallel loop: one ``all_gather`` of every rank's whole flattened gradient,
+  then the rule on ``Tensor[world, d]``, identically on every rank.
+* :func:`comm_hook` is a DDP communication hook (``ddp.register_comm_hook(None, hook)``) that
+  aggregates bucket by bucket, or, with ``mode="whole"``, the whole gradient at the last bucket.
+
+Every rank gathers the same rows and runs the same deterministic rule on them, so all ranks
+write the same aggregate and keep identical parameters; a Byzantine rank influences the result
+only through its row, as far as the rule allows. The gathered buffer has the dtype and size
+this rank declares (a rank with a different model size makes the collective fail), so what
+arrives from other ranks is plain numbers: never unpickled, and NaN/Inf are left to the rule.
+
+Byzantine ranks can be simulated for experiments: ``attack`` is any callable
+``attack(honest: Tensor[h, d], f, rule) -> Tensor[f, d]`` (e.g. ``attacks.attack("alie", ...)``),
+and every rank replaces the rows of ``byzantine_ranks`` with its output after the gather. The
+attack must be deterministic or seeded identically on every rank, or the ranks diverge.
+"""
+import logging
+from collections.abc import Sequence
+
+import torch
+import torch.distributed as dist
+
+from .optim import aggregate_into, check_rule, pack, params_of
+from .rules import Rule
+
+log = logging.getLogger(__name__)
+
+
+def _world_size(group, where: str) -> int:
+    if not dist.is_available() or not dist.is_initialized():
+        raise RuntimeError(f"{where}: torch.distributed is not initialised; call "
+                           f"dist.init_process_group(...) first")
+    return dist.get_world_size(group)
+
+
+def _check_byzantine(byzantine_ranks, attack, world: int, where: str) -> list[int]:
+    ranks = list(byzantine_ranks)
+    for r in ranks:
+        if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r < world:
+            raise ValueError(f"{where}: byzantine_ranks must be ranks in [0, {world}), "
+                             f"got {r!r}")
+    if len(set(ranks)) != len(ranks):
+        raise ValueError(f"{where}: byzantine_ranks has duplicates: {ranks}")
+    if len(ranks) >= world:
+        raise ValueError(f"{where}: byzantine_ranks={ranks} leaves no honest rank in a world "
+                         f"of {world}")
+    if ranks and not callable(attack):
+        raise ValueError(f"{where}: byzantine_ranks={ranks} needs a callable attack, got "
+                         f"{attack!r}")
+    if attack is not None and not ranks:
+        raise ValueError(f"{where}: an attack needs byzantine_ranks")
+    return sorted(ranks)
+
+
+def _gather(buf: torch.Tensor, world: int, group, async_op: bool):
+    """All ranks' ``buf: Tensor[m]`` as ``Tensor[world * m]`` (rank-major), in one collective."""
+    out = torch.empty(world * buf.numel(), dtype=buf.dtype, device=buf.device)
+    # gloo's all_gather_single accepts only the concatenated (1-D) output form
+    work = dist.all_gather_single(out, buf, group=group, async_op=async_op)
+    return out, work
+
+
+def _simulate(rows: torch.Tensor, byzantine: list[int], attack, rule: Rule) -> None:
+    """Replace ``rows[byzantine]`` (in place) with ``attack(honest rows, f, rule)``."""
+    honest = [r for r in range(rows.shape[0]) if r not in byzantine]
+    fake = attack(rows[honest], len(byzantine), rule)
+    expected = (len(byzantine), rows.shape[1])
+    if not isinstance(fake, torch.Tensor) or tuple(fake.shape) != expected:
+        raise ValueError(f"attack {attack!r} must return a Tensor{list(expected)}, got "
+                         f"{tuple(fake.shape) if isinstance(fake, torch.Tensor) else fake!r}")
+    rows[byzantine] = fake.to(rows.dtype)
+
+
+def robust_all_reduce(params, rule: Rule, group=None, *, attack=None,
+                      byzantine_ranks: Sequence[int] = ()) -> bool:
+    """Aggregate the gradients of ``params`` over the ranks of ``group`` with ``rule``.
+
+    ``params``: an ``nn.Module`` (its parameters that require grad) or an iterable of tensors,
+    the same on every rank. Each rank packs its ``.grad``'s into one vector ``Tensor[d + p]``
+    (see :mod:`robustagg.optim`: gradients, then per-parameter presence flags), one
+    ``all_gather`` collects ``Tensor[world, d + p]``, every rank computes ``rule`` on the
+    ``Tensor[world, d]`` block and writes the aggregate into each ``.grad``. A gradient that is
+    None on a rank counts as zeros; it stays None everywhere iff at most ``rule.f`` ranks have it.
+
+    ``rule.check(world)`` is enforced (``Krum needs n >= 2f + 3 workers, got n=4, f=1``).
+    ``attack``/``byzantine_ranks`` simulate Byzantine ranks (module docstring).
+    Returns True; False if the aggregate is not finite, in which case every ``.grad`` is set
+    to None on every rank, so that ``optimizer.step()`` changes nothing. After the call,
+    ``rule.selected`` holds the ranks the rule selected (Krum, Multi-Krum), or None.
+    """
+    where = f"robust_all_reduce({rule!r})"
+    check_rule(rule, where)
+    params = params_of(params, where)
+    world = _world_size(group, where)
+    rule.check(world)
+    byzantine = _check_byzantine(byzantine_ranks, attack, world, where)
+    buf = pack(params, [p.grad for p in params])
+    out, _ = _gather(buf, world, group, async_op=False)
+    rows = out.view(world, buf.numel())
+    if byzantine:
+        _simulate(rows[:, :buf.numel() - len(params)], byzantine, attack, rule)
+    return aggregate_into(params, rows, rule)
+
+
+class RobustCommHook:
+    """The DDP communication hook made by :func:`comm_hook`. ``skipped`` counts aggregates that
+    were not finite (replaced by zeros, see :func:`comm_hook`)."""
+
+    def __init__(self, rule: Rule, mode: str, group, attack, byzantine_ranks):
+        self.__name__ = self.__qualname__ = "robust_comm_hook"   # DDP logs hook.__qualname__
+        self.where = f"comm_hook({rule!r}, mode={mode!r})"
+        self.rule = check_rule(rule, self.where)
+        if mode not in ("bucket", "whole"):
+            raise ValueError(f"comm_hook: mode must be 'bucket' or 'whole', got {mode!r}")
+        self.mode, self.group, self.attack = mode, group, attack
+        self.byzantine_ranks = list(byzantine_ranks)
+        self.world = None
+        self.skipped = 0
+        self._pending: list[tuple[torch.Tensor, torch.futures.Future]] = []
+        if dist.is_available() and dist.is_initialized():
+            self._validate()
+
+    def _validate(self) -> None:
+        self.world = _world_size(self.group, self.where)
+        self.rule.check(self.world)
+        self.byzantine = _check_byzantine(self.byzantine_ranks, self.attack, self.world,
+                                          self.where)
+
+    def _reduce(self, gathered: torch.Tensor) -> torch.Tensor:
+        """``Tensor[world * m]`` gathered buckets -> the aggregate ``Tensor[m]``."""
+        rows = gathered.view(self.world, -1)
+        if self.byzantine:
+            _simulate(rows, self.byzantine, self.attack, self.rule)
+        agg = self.rule(rows)
+        if not bool(torch.isfinite(agg).all()):
+            # DDP needs a tensor of the bucket's shape: zeros are the only neutral value
+            self.skipped += 1
+            log.warning("%s: non-finite aggregate replaced by zeros", self.where)
+            return torch.zeros_like(agg)
+        # a fresh tensor: DDP takes per-parameter views of the result with as_strided at the
+        # bucket's offsets, which ignores the storage offset of a view such as Krum's x[i]
+        return agg.clone()
+
+    def __call__(self, state, bucket):
+        if self.world is None:
+            self._validate()
+        if self.mode == "bucket":
+            out, work = _gather(bucket.buffer(), self.world, self.group, async_op=True)
+            return work.get_future().then(lambda _: self._reduce(out))
+        return self._whole(bucket)
+
+    def _whole(self, bucket):
+        # DDP launches the buckets in index order and only waits for their futures after the
+        # last one is launched (Reducer::finalize_backward), so the earlier buckets can get a
+        # future that the last bucket's aggregation completes.
+        if bucket.index() == 0:
+            self._pending = []
+        buf = bucket.buffer()
+        if not bucket.is_last():
+            fut = torch.futures.Future()
+            self._pending.append((buf, fut))
+            return fut
+        pending, self._pending = self._pending, []
+        bufs = [b for b, _ in pending] + [buf]
+
+        def finish(_):
+            try:
+                parts = self._reduce(out).split([b.numel() for b in bufs])
+            except BaseException as e:     # the earlier buckets' futures must not hang DDP
+                for _, fut in pending:
+                    fut.set_exception(e)
+                raise
+            for (b, fut), part in zip(pending, parts):
+                fut.set_result(part.to(b.dtype, copy=True))   # fresh tensors, see _reduce
+            return parts[-1].to(buf.dtype, copy=True)
+
+        try:
+            flat = torch.cat([b.reshape(-1) for b in bufs])
+            out, work = _gather(flat, self.world, self.group, async_op=True)
+        except BaseException as e:
+            for _, fut in pending:
+                fut.set_exception(e)
+            raise
+        return work.get_future().then(finish)
+
+
+def comm_hook(rule: Rule, mode: str = "bucket", *, group=None, attack=None,
+              byzantine_ranks: Sequence[int] = ()) -> RobustCommHook:
+    """A DDP communication hook aggregating gradients with ``rule``::
+
+        ddp.register_comm_hook(state=None, hook=ra.distributed.comm_hook(ra.CoordinateMedian()))
+
+    ``mode="bucket"`` (default): each of DDP's gradient buckets is all-gathered as
+    ``Tensor[world, m]`` and aggregated on its own, overlapping with the backward pass. Exact
+    for coordinate-wise rules (mean, median, trimmed mean: the same as aggregating the whole
+    gradient); for distance-based rules (Krum, Multi-Krum, Bulyan, geometric median, centered
+    clipping) it is a per-bucket variant: Krum may select a different rank for each bucket.
+
+    ``mode="whole"``: the hook returns pending futures for all buckets but the last, and at the
+    last bucket gathers the concatenation of all buckets once and aggregates the whole gradient,
+    so Krum selects one rank for all parameters, exactly as :func:`robust_all_reduce`. This stays
+    within DDP's hook contract (a future per bucket holding a tensor of its shape) because DDP
+    launches buckets in order and waits for their futures only after the last one; the price is
+    no overlap of communication with the backward pass.
+
+    ``group``: the process group (default: the world); DDP's ``state`` argument is ignored.
+    ``rule.check(world)`` runs here if the process group is initialised (else at the first
+    bucket). A non-finite aggregate (e.g. the mean with a NaN rank) is replaced by zeros, logged
+    and counted in ``hook.skipped``: DDP requires a tensor, so with momentum or weight decay the
+    optimizer still moves; check ``hook.skipped`` to skip the step. ``attack`` and
+    ``byzantine_ranks`` simulate Byzantine ranks (module docstring), per bucket or whole.
+    """
+    return RobustCommHook(rule, mode, group, attack, byzantine_ranks)

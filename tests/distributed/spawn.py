@@ -1,0 +1,41 @@
+"""Run a function on ``world`` gloo ranks on 127.0.0.1 and collect what each rank returns.
+
+``run_ranks(fn, world, *args)`` spawns ``world`` processes; rank r runs ``fn(rank, world,
+*args)`` inside an initialised gloo process group (one CPU thread per rank, a free loopback
+port per call) and its return value (tensors, numbers, lists, dicts) comes back in a list
+indexed by rank. A rank that raises fails the call with its traceback.
+"""
+import os
+import socket
+import tempfile
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(rank, world, port, out_dir, fn, args):
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"    # keep gloo on the loopback interface
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)
+    try:
+        result = fn(rank, world, *args)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+    torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
+
+
+def run_ranks(fn, world: int, *args) -> list:
+    with tempfile.TemporaryDirectory(prefix="ra_dist_") as out_dir:
+        mp.spawn(_rank_main, args=(world, free_port(), out_dir, fn, args), nprocs=world,
+                 join=True)
+        return [torch.load(os.path.join(out_dir, f"rank{r}.pt"), weights_only=True)
+                for r in range(world)]
