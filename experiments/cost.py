@@ -3,6 +3,13 @@
 Times per round come from the flags or, with ``--calibrate metrics.jsonl``, from a run's metrics.
 Prices and bandwidths are robustagg.costmodel.Prices (dated); ``--prices file.json`` overrides them
 (``--dump-prices`` prints the defaults as a starting file).
+
+``--measure`` first runs the same small experiment (the default one: digits, MLP, Krum;
+``--workers``, ``--measure-rounds``, ``--attack``) on the Lambda backend (local runtime, its own
+redis-server) and on the Ray backend (local Ray), prints both round-time splits, checks that the
+final parameters are equal, then calibrates the estimate from the Lambda run's metrics. At
+another scale (``--d``), compute is scaled by d and aggregation by n^2 d (Krum-like): a stated
+assumption, not a measurement.
 """
 from __future__ import annotations
 
@@ -45,14 +52,28 @@ def main(argv=None) -> int:
     p.add_argument("--prices", help="JSON file overriding robustagg.costmodel.Prices fields")
     p.add_argument("--dump-prices", action="store_true", help="print the default prices as JSON")
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    m = p.add_argument_group("measure")
+    m.add_argument("--measure", action="store_true",
+                   help="run the small experiment on Lambda (local) and Ray, then calibrate")
+    m.add_argument("--workers", type=int, default=10)
+    m.add_argument("--byzantine", type=int, default=2)
+    m.add_argument("--attack", default="none")
+    m.add_argument("--measure-rounds", type=int, default=20)
+    m.add_argument("--out", default="runs/cost_measure", help="where the two runs write metrics")
     a = p.parse_args(argv)
+    if a.measure:
+        w = measure(a)
+        scale = {"d": int(a.d) if "--d" in (argv or sys.argv) else w.d, "n": a.n, "rounds": a.rounds}
+        a.calibrated = _rescale(w, **scale)
 
     prices = cm.Prices.from_json(a.prices) if a.prices else cm.Prices()
     if a.dump_prices:
         print(prices.to_json())
         return 0
     try:
-        if a.calibrate:
+        if getattr(a, "calibrated", None) is not None:
+            w = a.calibrated
+        elif a.calibrate:
             w = cm.calibrate(a.calibrate, d=int(a.d), n=a.n, rounds=a.rounds)
         else:
             w = cm.Workload(d=int(a.d), n=a.n, rounds=a.rounds, compute_s=a.compute_s,
@@ -77,6 +98,63 @@ def main(argv=None) -> int:
     else:
         print(est.table())
     return 0
+
+
+def _median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if xs else float("nan")
+
+
+def _rescale(w: cm.Workload, d: int, n: int, rounds: int) -> cm.Workload:
+    """The measured workload at another scale: compute ~ d, aggregation ~ n^2 d (assumed)."""
+    return cm.Workload(d=d, n=n, rounds=rounds, compute_s=w.compute_s * d / w.d,
+                       aggregate_s=w.aggregate_s * (n / w.n) ** 2 * d / w.d,
+                       step_s=w.step_s * d / w.d)
+
+
+def measure(a) -> cm.Workload:
+    """Run the small experiment on both backends, print the round-time splits, return the
+    Lambda run's calibrated workload (at the measured d and n)."""
+    import os
+
+    import torch
+
+    from robustagg.backends.base import register_backend
+    from robustagg.training import TrainConfig
+    from robustagg.training.loop import train
+
+    # the training registry's "lambda" entry may predate this module: name it explicitly
+    register_backend("lambda", "robustagg.backends.serverless.backend:LambdaBackend")
+    os.makedirs(a.out, exist_ok=True)
+    stats_path = os.path.join(a.out, "lambda_round_stats.jsonl")
+    if os.path.exists(stats_path):
+        os.remove(stats_path)
+    kw = dict(workers=a.workers, byzantine=a.byzantine, attack=a.attack, rounds=a.measure_rounds,
+              eval_every=a.measure_rounds, progress=False)
+    runs = {
+        "lambda": train(TrainConfig(backend="lambda", output_dir=os.path.join(a.out, "lambda"),
+                                    backend_kwargs={"local": True, "memory_mb": a.memory_mb,
+                                                    "stats_path": stats_path}, **kw)),
+        "ray": train(TrainConfig(backend="ray", output_dir=os.path.join(a.out, "ray"), **kw)),
+    }
+    keys = ("round_s", "compute_s", "transport_s", "aggregation_s", "step_s")
+    print(f"measured: default experiment, n={a.workers}, f={a.byzantine}, attack={a.attack}, "
+          f"{a.measure_rounds} rounds; medians over rounds 1.. (round 0 apart), milliseconds")
+    print(f"{'backend':<8} {'startup_s':>9} {'round0':>8} " + " ".join(f"{k:>13}" for k in keys))
+    for name, res in runs.items():
+        h = res.history[1:]
+        print(f"{name:<8} {res.summary['startup_s']:>9.1f} {res.history[0]['round_s'] * 1e3:>8.1f} "
+              + " ".join(f"{_median(r[k] for r in h) * 1e3:>13.2f}" for k in keys))
+    stats = [json.loads(line) for line in open(stats_path)][1:]
+    print("lambda transport split (ms): " + ", ".join(
+        f"{k[:-2]} {_median(s[k] for s in stats) * 1e3:.2f}"
+        for k in ("publish_s", "invoke_s", "collect_s", "cleanup_s"))
+          + f"; billed per invocation {_median(s['billed_ms'] for s in stats) / a.workers:.1f} ms"
+          + f", max memory used {max(s['max_memory_mb'] for s in stats):.0f} MB")
+    same = torch.equal(runs["lambda"].params, runs["ray"].params)
+    print(f"final parameters equal on both backends: {same}\n")
+    d = runs["lambda"].params.numel()
+    return cm.calibrate(os.path.join(a.out, "lambda", "metrics.jsonl"), d=d, n=a.workers)
 
 
 if __name__ == "__main__":

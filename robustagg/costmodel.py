@@ -304,8 +304,8 @@ def calibrate(metrics, d: int, n: int, rounds: int | None = None, skip: int = 1)
 
     Uses the medians, over rounds after the first ``skip`` (warm-up), of the recorded time split:
     ``compute_s`` (worker compute: the slowest worker of a round), ``aggregate_s``, ``step_s``.
-    Accepted keys: ``time_compute``/``compute_s``, ``time_aggregate``/``aggregate_s``,
-    ``time_step``/``step_s``.
+    Keys read (robustagg.training.metrics names first): ``compute_s``, ``aggregation_s``
+    (or ``aggregate_s``), ``step_s``; ``time_<kind>`` is accepted too.
     """
     if isinstance(metrics, (str, Path)):
         rows = [json.loads(line) for line in Path(metrics).read_text().splitlines() if line.strip()]
@@ -314,7 +314,7 @@ def calibrate(metrics, d: int, n: int, rounds: int | None = None, skip: int = 1)
     rows = [r for r in rows if _pick(r, "compute") is not None][skip:]
     if not rows:
         raise ValueError("calibrate: no round with a compute time in the metrics "
-                         "(expected key time_compute or compute_s)")
+                         "(expected key compute_s or time_compute)")
 
     def med(kind):
         vals = sorted(v for r in rows if (v := _pick(r, kind)) is not None)
@@ -325,7 +325,9 @@ def calibrate(metrics, d: int, n: int, rounds: int | None = None, skip: int = 1)
 
 
 def _pick(row: dict, kind: str):
-    for key in (f"time_{kind}", f"{kind}_s", f"t_{kind}"):
+    names = ("aggregation_s", "aggregate_s", "time_aggregate") if kind == "aggregate" else \
+        (f"{kind}_s", f"time_{kind}")
+    for key in names:
         if key in row and row[key] is not None:
             return float(row[key])
     return None

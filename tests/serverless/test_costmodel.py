@@ -128,7 +128,7 @@ def test_prices_from_json(tmp_path):
 
 
 def test_calibrate_from_metrics(tmp_path):
-    rows = [{"round": 0, "time_compute": 9.0, "time_aggregate": 9.0},  # warm-up, skipped
+    rows = [{"round": 0, "compute_s": 9.0, "aggregation_s": 9.0},  # warm-up, skipped
             {"round": 1, "time_compute": 0.2, "time_aggregate": 0.01, "time_step": 0.001},
             {"round": 2, "time_compute": 0.4, "time_aggregate": 0.03, "time_step": 0.001},
             {"round": 3, "time_compute": 0.3, "time_aggregate": 0.02, "time_step": 0.003}]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import secrets
 import time
@@ -56,6 +57,7 @@ class LambdaBackend(Backend):
     throttling and transport errors; ``log_tail``: read billed durations from the log tail.
     ``local=True``: run the function here on :class:`LocalLambda` with ``memory_mb``,
     ``timeout_s``, ``concurrency`` (default: the number of workers) and ``prewarm``.
+    ``stats_path``: append each round's ``round_stats`` record there as a JSON line.
     """
 
     def __init__(self, function_name: str = "robustagg-worker", *, local: bool = False,
@@ -64,7 +66,8 @@ class LambdaBackend(Backend):
                  region: str = "us-east-1", profile: str | None = None, retries: int = 2,
                  log_tail: bool = True, memory_mb: int = 1024, timeout_s: float = 60.0,
                  concurrency: int | None = None, prewarm: bool = True, run_id: str | None = None,
-                 handler: str = HANDLER, environment: dict | None = None):
+                 handler: str = HANDLER, environment: dict | None = None,
+                 stats_path: str | None = None):
         if invocation not in ("RequestResponse", "Event"):
             raise ValueError(f"lambda backend: invocation must be 'RequestResponse' or 'Event', "
                              f"got {invocation!r}")
@@ -79,6 +82,7 @@ class LambdaBackend(Backend):
         self.retries, self.log_tail = retries, log_tail
         self.memory_mb, self.timeout_s, self.concurrency = memory_mb, timeout_s, concurrency
         self.prewarm, self.handler, self.environment = prewarm, handler, dict(environment or {})
+        self.stats_path = stats_path
         self.run_id = wire.check_run_id(run_id) if run_id else secrets.token_hex(6)
         self._secret = os.urandom(32)
         self._redis = self._lambda = self._pool = self.store = None
@@ -230,11 +234,14 @@ class LambdaBackend(Backend):
         self.store.delete_prefix(round_prefix(self.run_id, round))
         t_end = time.perf_counter()
         out.wall_s = t_col - t0
-        self.round_stats.append({
-            "round": round, "publish_s": t_pub - t0, "invoke_s": t_inv - t_pub,
-            "collect_s": t_col - t_inv, "cleanup_s": t_end - t_col,
-            "billed_ms": sum(billed), "max_billed_ms": max(billed, default=0.0),
-            "max_memory_mb": max(peak, default=0.0), "omitted": len(out.errors)})
+        stats = {"round": round, "publish_s": t_pub - t0, "invoke_s": t_inv - t_pub,
+                 "collect_s": t_col - t_inv, "cleanup_s": t_end - t_col,
+                 "billed_ms": sum(billed), "max_billed_ms": max(billed, default=0.0),
+                 "max_memory_mb": max(peak, default=0.0), "omitted": len(out.errors)}
+        self.round_stats.append(stats)
+        if self.stats_path:
+            with open(self.stats_path, "a") as fh:
+                fh.write(json.dumps(stats) + "\n")
         return out
 
 
