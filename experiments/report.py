@@ -25,7 +25,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from experiments.sweep import SUMMARY, SWEEP_INDEX
+from experiments.sweep import FAILED, SUMMARY, SWEEP_INDEX
 
 METRICS = "metrics.jsonl"
 # Keys of the training loop's metrics lines used here.
@@ -77,19 +77,22 @@ def _labeler(configs: list, path):
 
 
 def load_cells(sweep_dir):
-    """One dict per finished cell of the sweep: ``rule``, ``attack``, ``setting``, ``seed``,
-    ``final`` (final test accuracy), ``curves`` (per-round metric lists) and ``name``."""
+    """One dict per finished or failed cell of the sweep: ``rule``, ``attack``, ``setting``,
+    ``seed``, ``final`` (final test accuracy; None when the run raised), ``curves`` (per-round
+    metric lists) and ``name``. Cells still running or never started are left out."""
     sweep_dir = Path(sweep_dir)
     index = sweep_dir / SWEEP_INDEX
     if index.is_file():
-        names = json.loads(index.read_text())["cells"]
-        dirs = [sweep_dir / n for n in names if (sweep_dir / n / SUMMARY).is_file()]
+        dirs = [sweep_dir / n for n in json.loads(index.read_text())["cells"]]
     else:
-        dirs = sorted(p.parent for p in sweep_dir.glob(f"*/{SUMMARY}"))
+        dirs = sorted({p.parent for f in (SUMMARY, FAILED) for p in sweep_dir.glob(f"*/{f}")})
     raw = []
     for d in dirs:
-        summary = json.loads((d / SUMMARY).read_text())
-        raw.append((d, summary, _flatten(summary["config"])))
+        for name in (SUMMARY, FAILED):
+            if (d / name).is_file():
+                summary = json.loads((d / name).read_text())
+                raw.append((d, summary, _flatten(summary["config"])))
+                break
     if not raw:
         raise FileNotFoundError(f"no finished cell (no */{SUMMARY}) under {sweep_dir}")
 
@@ -109,7 +112,8 @@ def load_cells(sweep_dir):
         cells.append({
             "name": d.name, "dir": d, "seed": cfg.get("seed"), "setting": setting,
             "rule": " + ".join(pre + [rule_label(cfg)]), "attack": attack_label(cfg),
-            "final": float(summary[FINAL]), "curves": _curves(d / METRICS),
+            "final": None if summary.get(FINAL) is None else float(summary[FINAL]),
+            "curves": _curves(d / METRICS),
         })
     return cells
 
@@ -140,13 +144,20 @@ def _fmt(values):
     return f"{m:.3f} ± {s:.3f}" if len(values) > 1 else f"{m:.3f}"
 
 
+def _entry(values, failed):
+    text = _fmt(values) if values else ""
+    return f"{text} ({failed} failed)".strip() if failed else text
+
+
 def _ordered(seq):
     return list(dict.fromkeys(seq))
 
 
 def table(cells):
     """``{setting: (rules, attacks, rows)}``; ``rows[rule]`` maps each attack and ``"worst case"``
-    to the list of per-seed final accuracies (the worst case is min over attacks per seed)."""
+    to ``(accuracies, failed)``: the final accuracies of the seeds that finished and the number
+    that failed. The worst case is the min over attacks per seed, on seeds where every attack
+    finished."""
     out = {}
     for setting in _ordered(c["setting"] for c in cells):
         cs = [c for c in cells if c["setting"] == setting]
@@ -157,10 +168,11 @@ def table(cells):
             for c in cs:
                 if c["rule"] == rule:
                     by_attack[c["attack"]][c["seed"]] = c["final"]
-            row = {a: list(by_attack[a].values()) for a in attacks if by_attack[a]}
-            seeds = set.intersection(*(set(by_attack[a]) for a in attacks)) if all(
-                by_attack[a] for a in attacks) else set()
-            row["worst case"] = [min(by_attack[a][s] for a in attacks) for s in sorted(seeds)]
+            row = {a: ([v for v in by_attack[a].values() if v is not None],
+                       sum(v is None for v in by_attack[a].values())) for a in attacks}
+            seeds = set.intersection(*({s for s, v in by_attack[a].items() if v is not None}
+                                       for a in attacks))
+            row["worst case"] = ([min(by_attack[a][s] for a in attacks) for s in sorted(seeds)], 0)
             rows[rule] = row
         out[setting] = (rules, attacks, rows)
     return out
@@ -170,15 +182,17 @@ def markdown(tables, figures) -> str:
     """The report as Markdown: a table per setting, then its figures."""
     lines = ["# Sweep report", "",
              "Final test accuracy, mean ± std over seeds; *worst case* is the minimum over the",
-             "attacks (per seed, then averaged). A blank cell did not run or did not finish.", ""]
+             "attacks (per seed, then averaged, on the seeds where every attack finished). A blank",
+             "cell did not run or did not finish; *failed* counts runs that raised (their",
+             "`failed.json` says why).", ""]
     for setting, (rules, attacks, rows) in tables.items():
         lines += [f"## Setting: {setting}", ""]
         header = ["rule"] + attacks + ["worst case"]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for rule in rules:
             row = rows[rule]
-            lines.append("| " + " | ".join([rule] + [_fmt(row[a]) if row.get(a) else "" for a in
-                                                     attacks + ["worst case"]]) + " |")
+            lines.append("| " + " | ".join([rule] + [_entry(*row[a]) for a in attacks + ["worst case"]])
+                         + " |")
         lines.append("")
         for title, path in figures.get(setting, []):
             lines += [f"![{title}]({path})", ""]
@@ -218,7 +232,7 @@ def figures(cells, tables, out_dir: Path) -> dict:
     for setting, (rules, attacks, rows) in tables.items():
         slug = _slug(setting)
         # Heatmap rule x attack.
-        grid = [[_mean_std(rows[r][a])[0] if rows[r].get(a) else float("nan") for a in attacks]
+        grid = [[_mean_std(rows[r][a][0])[0] if rows[r][a][0] else float("nan") for a in attacks]
                 for r in rules]
         fig, ax = plt.subplots(figsize=(1.4 * len(attacks) + 3, 0.5 * len(rules) + 1.8))
         im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
@@ -285,13 +299,14 @@ def _legend(axes):
     return list(seen.values()), list(seen)
 
 
-def report(sweep_dir, out_dir=None) -> Path:
-    """Write ``report.md`` and its PNGs for the sweep in ``sweep_dir``; returns the Markdown path."""
+def report(sweep_dir, out_dir=None, plots=True) -> Path:
+    """Write ``report.md`` (and, with ``plots``, its PNGs) for the sweep in ``sweep_dir``;
+    returns the Markdown path."""
     out_dir = Path(out_dir or sweep_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cells = load_cells(sweep_dir)
     tables = table(cells)
-    figs = figures(cells, tables, out_dir)
+    figs = figures(cells, tables, out_dir) if plots else {}
     path = out_dir / "report.md"
     path.write_text(markdown(tables, figs))
     return path
@@ -301,8 +316,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("sweep_dir", help="folder of a -m run (hydra.sweep.dir)")
     p.add_argument("--out", help="where to write report.md and the PNGs (default: the sweep folder)")
+    p.add_argument("--no-plots", action="store_true", help="the Markdown table only")
     args = p.parse_args(argv)
-    path = report(args.sweep_dir, args.out)
+    path = report(args.sweep_dir, args.out, plots=not args.no_plots)
     print(path.read_text())
     print(f"written: {path}")
 

@@ -36,6 +36,7 @@ if _PLUGINS not in list(hydra_plugins.__path__):
     hydra_plugins.__path__.append(_PLUGINS)
 
 SUMMARY = "summary.json"
+FAILED = "failed.json"  # written instead when the cell's run raised
 SWEEP_INDEX = "sweep.json"
 
 
@@ -45,6 +46,7 @@ class GridSweeperConf:
     max_batch_size: Optional[int] = None
     params: Optional[Dict[str, str]] = None
     grids: List[Dict[str, str]] = field(default_factory=list)
+    dry_run: bool = False  # compose, check and list the cells, run none
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="grid", node=GridSweeperConf)
@@ -73,6 +75,7 @@ def write_summary(cell_dir: Path, config: dict, summary: dict) -> Path:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({**summary, "config": config}, indent=1, default=str))
     tmp.replace(path)
+    (Path(cell_dir) / FAILED).unlink(missing_ok=True)
     return path
 
 
@@ -91,8 +94,9 @@ class GridSweeper(Sweeper):
     """Hydra's basic sweeper over the union of ``grids``, skipping finished cells."""
 
     def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None,
-                 grids: Optional[List[Dict[str, str]]] = None) -> None:
+                 grids: Optional[List[Dict[str, str]]] = None, dry_run: bool = False) -> None:
         super().__init__()
+        self.dry_run = dry_run
         self.max_batch_size = max_batch_size
         self.params = dict(params or {})
         self.grids = [dict(g) for g in (grids or [])] or [{}]
@@ -140,6 +144,9 @@ class GridSweeper(Sweeper):
             {"cells": names, "skipped": skipped, "to_run": [n for n, _ in todo]}, indent=1))
         print(f"sweep {sweep_dir}: {len(names)} cells, {len(skipped)} finished (skipped), "
               f"{len(todo)} to run", flush=True)
+        if self.dry_run:
+            print("\n".join(f"  {n}" for n, _ in todo))
+            return []
 
         jobs = [job for _, job in todo]
         size = self.max_batch_size or max(len(jobs), 1)

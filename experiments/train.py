@@ -17,6 +17,7 @@ runs in this process on one Ray instance, started once (or joined, with ``backen
 parallel launchers (Hydra's Ray or joblib launcher) are described in ``docs/experiments.md``.
 """
 import atexit
+import json
 from pathlib import Path
 
 import hydra
@@ -26,7 +27,7 @@ from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import schema
-from experiments.sweep import progress_line, task_config, write_summary
+from experiments.sweep import FAILED, progress_line, task_config, write_summary
 
 schema.register()
 
@@ -119,7 +120,12 @@ def run(cfg: DictConfig, output_dir) -> dict:
     (output_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(config))
     if tc.backend == "ray":
         _ray_once(tc)
-    summary = train(tc).summary
+    try:
+        summary = train(tc).summary
+    except Exception as e:  # kept for the report; the sweep reports the failure at its end
+        (output_dir / FAILED).write_text(json.dumps({"error": f"{type(e).__name__}: {e}",
+                                                     "config": config}, indent=1, default=str))
+        raise
     write_summary(output_dir, config, summary)
     return summary
 
@@ -130,6 +136,7 @@ def main(cfg: DictConfig):
     if hc.mode == RunMode.MULTIRUN:
         print(progress_line(hc.sweep.dir, hc.sweep.subdir) or f"[cell] {hc.sweep.subdir}", flush=True)
     summary = run(cfg, hc.runtime.output_dir)
+    print(f"final test accuracy {summary.get('final_test_acc')}  ->  {hc.runtime.output_dir}", flush=True)
     return summary.get("final_test_acc")
 
 
