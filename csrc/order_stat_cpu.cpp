@@ -54,36 +54,151 @@ Network make_network(int64_t n, int64_t lo, int64_t hi) {
   return net;
 }
 
-// Columns [c0, c1) of x[n, d] into out, W at a time; `v` is scratch for n vectors.
+// Columns [c0, c1) of x[n, d] into out, G groups of W columns at a time: the G groups give
+// each comparator G independent min/max pairs, which hides the store-to-load latency of the
+// wires kept in L1 (one group at a time runs ~4x slower, measured).
 template <typename T, int W>
 ROBUSTAGG_INLINE void run_columns(const T* x, int64_t n, int64_t d, const Network& net, int64_t c0,
                                   int64_t c1, T* out) {
   typedef typename Vec<T, W>::type V;
   typedef typename Vec<double, W>::type VD;
+  constexpr int G = 4;
   const T inf = std::numeric_limits<T>::infinity();
-  const double inv = static_cast<double>(net.hi - net.lo + 1);
-  V v[256];
+  const double count = static_cast<double>(net.hi - net.lo + 1);
+  V v[256][G];
   const auto* cmp = net.comparators.data();
   const size_t ncmp = net.comparators.size();
-  for (int64_t c = c0; c < c1; c += W) {
-    const int64_t w = std::min<int64_t>(W, c1 - c);
+  for (int64_t c = c0; c < c1; c += G * W) {
+    const int64_t w = std::min<int64_t>(G * W, c1 - c);
     for (int64_t i = 0; i < n; ++i) {
-      V t = V{};
-      if (w == W) t = simd::load<V>(x + i * d + c);
-      else std::memcpy(&t, x + i * d + c, sizeof(T) * w);
-      v[i] = (t == t) ? t : V{} + inf;  // NaN (the only value unequal to itself) -> +inf
+      if (w == G * W) {
+        for (int g = 0; g < G; ++g) v[i][g] = simd::load<V>(x + i * d + c + g * W);
+      } else {
+        std::memset(&v[i][0], 0, sizeof(v[i]));
+        std::memcpy(&v[i][0], x + i * d + c, sizeof(T) * w);
+      }
+      for (int g = 0; g < G; ++g)  // NaN (the only value unequal to itself) -> +inf
+        v[i][g] = (v[i][g] == v[i][g]) ? v[i][g] : V{} + inf;
     }
     for (size_t q = 0; q < ncmp; ++q) {
-      const V a = v[cmp[q].first], b = v[cmp[q].second];
-      v[cmp[q].first] = a < b ? a : b;
-      v[cmp[q].second] = a < b ? b : a;
+      V* a = v[cmp[q].first];
+      V* b = v[cmp[q].second];
+      for (int g = 0; g < G; ++g) {
+        const V lo = a[g] < b[g] ? a[g] : b[g], hi = a[g] < b[g] ? b[g] : a[g];
+        a[g] = lo;
+        b[g] = hi;
+      }
     }
-    VD s = VD{};
-    for (int64_t r = net.lo; r <= net.hi; ++r) s += __builtin_convertvector(v[r], VD);
-    const V m = __builtin_convertvector(s / inv, V);
-    if (w == W) simd::store(out + c, m);
-    else std::memcpy(out + c, &m, sizeof(T) * w);
+    V m[G];
+    for (int g = 0; g < G; ++g) {
+      VD s = VD{};
+      for (int64_t r = net.lo; r <= net.hi; ++r) s += __builtin_convertvector(v[r][g], VD);
+      m[g] = __builtin_convertvector(s / count, V);
+    }
+    if (w == G * W) std::memcpy(out + c, m, sizeof(m));
+    else std::memcpy(out + c, m, sizeof(T) * w);
   }
+}
+
+// For n <= kFixedMax (float32) the whole sorting network is unrolled at compile time, so the
+// n wires live in vector registers instead of L1 (about 4x fewer cycles per comparator at
+// n = 32, measured); it sorts fully, so one instantiation per n serves every rank range.
+constexpr int kFixedMax = 32;
+
+template <int N>
+struct SortNet {
+  static constexpr int p2() {
+    int p = 1;
+    while (p < N) p <<= 1;
+    return p;
+  }
+  template <typename Emit>
+  static constexpr void each(Emit&& emit) {  // the comparators of make_network, in order
+    constexpr int P = p2();
+    for (int p = 1; p < P; p <<= 1)
+      for (int k = p; k >= 1; k >>= 1)
+        for (int j = k % p; j + k < P; j += 2 * k)
+          for (int i = 0; i < (k < P - j - k ? k : P - j - k); ++i)
+            if ((i + j) / (2 * p) == (i + j + k) / (2 * p) && i + j + k < N) emit(i + j, i + j + k);
+  }
+  static constexpr int size() {
+    int c = 0;
+    each([&c](int, int) { ++c; });
+    return c;
+  }
+  struct Pairs {
+    int a[size() > 0 ? size() : 1], b[size() > 0 ? size() : 1];
+  };
+  static constexpr Pairs pairs() {
+    Pairs p{};
+    int c = 0;
+    each([&](int x, int y) {
+      p.a[c] = x;
+      p.b[c] = y;
+      ++c;
+    });
+    return p;
+  }
+};
+
+template <typename V, int N, size_t... Q>
+ROBUSTAGG_INLINE void sort_fixed(V* v, std::index_sequence<Q...>) {
+  [[maybe_unused]] constexpr auto p = SortNet<N>::pairs();
+  [[maybe_unused]] auto cmpswap = [](V& a, V& b) {
+    const V lo = a < b ? a : b, hi = a < b ? b : a;
+    a = lo;
+    b = hi;
+  };
+  (cmpswap(v[p.a[Q]], v[p.b[Q]]), ...);
+}
+
+template <int W, int N, size_t... R>
+ROBUSTAGG_INLINE void columns_fixed(const float* x, int64_t d, int64_t lo, int64_t hi, int64_t c0,
+                                    int64_t c1, float* out, std::index_sequence<R...>) {
+  typedef typename Vec<float, W>::type V;
+  typedef typename Vec<double, W>::type VD;
+  const float inf = std::numeric_limits<float>::infinity();
+  const double count = static_cast<double>(hi - lo + 1);
+  for (int64_t c = c0; c < c1; c += W) {
+    const int64_t w = std::min<int64_t>(W, c1 - c);
+    V v[N];
+    if (w == W) {
+      ((v[R] = simd::load<V>(x + R * d + c)), ...);
+    } else {
+      ((v[R] = V{}, std::memcpy(&v[R], x + R * d + c, sizeof(float) * w)), ...);
+    }
+    ((v[R] = (v[R] == v[R]) ? v[R] : V{} + inf), ...);  // NaN -> +inf
+    sort_fixed<V, N>(v, std::make_index_sequence<SortNet<N>::size()>{});
+    VD s = VD{};
+    ((s += (static_cast<int64_t>(R) >= lo && static_cast<int64_t>(R) <= hi)
+               ? __builtin_convertvector(v[R], VD) : VD{}), ...);
+    const V m = __builtin_convertvector(s / count, V);
+    if (w == W) simd::store(out + c, m);
+    else std::memcpy(out + c, &m, sizeof(float) * w);
+  }
+}
+
+using FixedRunner = void (*)(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, float*);
+
+template <int N>
+ROBUSTAGG_AVX512 void fixed_avx512(const float* x, int64_t d, int64_t lo, int64_t hi, int64_t c0,
+                                   int64_t c1, float* out) {
+  columns_fixed<16, N>(x, d, lo, hi, c0, c1, out, std::make_index_sequence<N>{});
+}
+template <int N>
+ROBUSTAGG_AVX2 void fixed_avx2(const float* x, int64_t d, int64_t lo, int64_t hi, int64_t c0,
+                               int64_t c1, float* out) {
+  columns_fixed<8, N>(x, d, lo, hi, c0, c1, out, std::make_index_sequence<N>{});
+}
+
+template <size_t... N>
+FixedRunner fixed_runner(int64_t n, simd::Level level, std::index_sequence<N...>) {
+  static const FixedRunner avx512[] = {fixed_avx512<N + 1>...};
+  static const FixedRunner avx2[] = {fixed_avx2<N + 1>...};
+  if (n < 1 || n > kFixedMax) return nullptr;
+  if (level == simd::kAvx512) return avx512[n - 1];
+  if (level == simd::kAvx2) return avx2[n - 1];
+  return nullptr;
 }
 
 template <typename T>
@@ -114,11 +229,10 @@ void run_f64_base(const double* x, int64_t n, int64_t d, const Network& net, int
   run_columns<double, 2>(x, n, d, net, c0, c1, out);
 }
 
-template <typename T>
-void order_stat_mean(const T* x, int64_t n, int64_t d, int64_t lo, int64_t hi, T* out,
-                     int threads, Runner<T> run) {
-  const Network net = make_network(n, lo, hi);
-  constexpr int64_t kChunk = 1024;  // columns per work item: a multiple of every width
+// body(c0, c1) over contiguous column ranges, one per thread, cut at multiples of kChunk.
+template <typename Body>
+void parallel_columns(int64_t d, int threads, const Body& body) {
+  constexpr int64_t kChunk = 1024;  // columns per work item: a multiple of every G * W
   const int64_t chunks = (d + kChunk - 1) / kChunk;
   threads = static_cast<int>(std::clamp<int64_t>(chunks, 1, std::max(threads, 1)));
 #pragma omp parallel num_threads(threads)
@@ -126,8 +240,15 @@ void order_stat_mean(const T* x, int64_t n, int64_t d, int64_t lo, int64_t hi, T
     const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
     const int64_t c0 = std::min(d, chunks * t / nt * kChunk);
     const int64_t c1 = std::min(d, chunks * (t + 1) / nt * kChunk);
-    if (c0 < c1) run(x, n, d, net, c0, c1, out);
+    if (c0 < c1) body(c0, c1);
   }
+}
+
+template <typename T>
+void order_stat_mean(const T* x, int64_t n, int64_t d, int64_t lo, int64_t hi, T* out,
+                     int threads, Runner<T> run) {
+  const Network net = make_network(n, lo, hi);
+  parallel_columns(d, threads, [&](int64_t c0, int64_t c1) { run(x, n, d, net, c0, c1, out); });
 }
 
 }  // namespace
@@ -136,6 +257,10 @@ void order_stat_mean(const T* x, int64_t n, int64_t d, int64_t lo, int64_t hi, T
 void order_stat_mean_cpu(const float* x, int64_t n, int64_t d, int64_t lo, int64_t hi, float* out,
                          int threads) {
   const auto l = simd::level();
+  if (const FixedRunner fixed = fixed_runner(n, l, std::make_index_sequence<kFixedMax>{})) {
+    parallel_columns(d, threads, [&](int64_t c0, int64_t c1) { fixed(x, d, lo, hi, c0, c1, out); });
+    return;
+  }
   order_stat_mean<float>(x, n, d, lo, hi, out, threads,
                          l == simd::kAvx512 ? run_f32_avx512
                          : l == simd::kAvx2 ? run_f32_avx2
