@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import torch
 import torch.distributed as dist
 
-from .optim import aggregate_into, check_rule, pack, params_of
+from .optim import aggregate_into, all_finite, check_rule, pack, params_of
 from .rules import Rule
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class RobustCommHook:
         if self.byzantine:
             _simulate(rows, self.byzantine, self.attack, self.rule)
         agg = self.rule(rows)
-        if not bool(torch.isfinite(agg).all()):
+        if not all_finite(agg):
             # DDP needs a tensor of the bucket's shape: zeros are the only neutral value
             self.skipped += 1
             log.warning("%s: non-finite aggregate replaced by zeros", self.where)
