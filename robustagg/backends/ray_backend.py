@@ -116,6 +116,9 @@ class RayBackend(Backend):
             i = refs[r]
             try:
                 grad, loss, secs = ray.get(r)
+            except ray.exceptions.ActorUnavailableError:
+                out.errors[i] = "restarting (actor being restarted by Ray)"
+                continue
             except ray.exceptions.RayError as e:
                 out.errors[i] = f"crashed ({type(e).__name__})"
                 continue

@@ -1,0 +1,174 @@
+"""The Ray backend: same results as in-process workers, crashes and restarts, timeouts, a run
+against a cluster started with ``ray start --head``, and loopback-only listening sockets."""
+import glob
+import ipaddress
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from robustagg.backends.base import WorkerSpec
+from robustagg.backends.ray_cluster import free_port, ray_env, short_temp_dir
+from robustagg.training import TrainConfig, train
+from robustagg.training import worker as W
+
+pytestmark = pytest.mark.ray
+
+
+# ---- processes and their listening sockets, from /proc (no psutil) ----
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _ppid(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def processes_of(temp_dir, extra=()):
+    """PIDs of the Ray processes whose command line names ``temp_dir``, their descendants,
+    and ``extra``."""
+    all_pids = [int(p.split("/")[2]) for p in glob.glob("/proc/[0-9]*")]
+    found = {p for p in all_pids if temp_dir in _cmdline(p)} | set(extra)
+    parents = {p: _ppid(p) for p in all_pids}
+    grew = True
+    while grew:
+        new = {p for p, pp in parents.items() if pp in found and p not in found}
+        found |= new
+        grew = bool(new)
+    return found
+
+
+def _hex_ip(h):
+    """An address of /proc/net/tcp{,6} (32-bit words in little-endian hex) as a string; an
+    IPv4-mapped IPv6 address (``::ffff:a.b.c.d``) as its IPv4 address."""
+    raw = b"".join(bytes.fromhex(h[i:i + 8])[::-1] for i in range(0, len(h), 8))
+    ip = ipaddress.ip_address(raw)
+    return str(getattr(ip, "ipv4_mapped", None) or ip)
+
+
+def listening_addresses(pids):
+    """Local IPs of the TCP sockets in LISTEN state held by ``pids``."""
+    inodes = set()
+    for pid in pids:
+        for fd in glob.glob(f"/proc/{pid}/fd/*"):
+            try:
+                link = os.readlink(fd)
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    ips = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as fh:
+            for line in fh.readlines()[1:]:
+                cols = line.split()
+                if cols[3] == "0A" and cols[9] in inodes:  # 0A = LISTEN
+                    ips.add(_hex_ip(cols[1].split(":")[0]))
+    return ips
+
+
+def run(tmp_path, name, **kw):
+    kw = {"progress": False, "output_dir": str(tmp_path / name), "workers": 4, "byzantine": 1,
+          "rule": "median", "model": "logreg", "rounds": 4, **kw}
+    return train(TrainConfig(**kw))
+
+
+# ---- tests ----
+def test_ray_equals_local_with_a_crashing_worker(ray_local, tmp_path):
+    """Same seed: the Ray run (actors, object store, a worker process really dying from round 2
+    and being restarted by Ray) ends with exactly the parameters of the in-process run."""
+    kw = dict(attack="crash", attack_kwargs={"round": 2}, partition="dirichlet")
+    ray_res = run(tmp_path, "ray", backend="ray", **kw)
+    local = run(tmp_path, "local", backend="local", **kw)
+    assert torch.equal(ray_res.params, local.params)
+    assert [r["train_loss"] for r in ray_res.history] == [r["train_loss"] for r in local.history]
+    for r in ray_res.history:
+        assert set(r["omitted"]) == (set() if r["round"] < 2 else {"3"})
+        assert all(why.startswith(("crashed", "restarting")) for why in r["omitted"].values())
+    # every process of this Ray instance listens on loopback only
+    import ray
+
+    session = ray._private.worker._global_node.get_session_dir_path()
+    ips = listening_addresses(processes_of(session, extra=[os.getpid()]))
+    assert ips and all(ipaddress.ip_address(i).is_loopback for i in ips), ips
+
+
+@pytest.mark.slow
+def test_killed_actor_is_restarted_and_rejoins_and_stragglers_time_out(ray_local):
+    from robustagg.backends.ray_backend import RayBackend
+
+    specs = [WorkerSpec(worker_id=i, num_workers=3, model="logreg", seed=0) for i in range(3)]
+    specs[2].byzantine, specs[2].attack, specs[2].attack_kwargs = True, "straggle", {"delay": 3.0}
+    backend = RayBackend()
+    backend.start(specs)
+    try:
+        params = torch.zeros(650)
+        first = backend.compute(0, params, [0, 1, 2], timeout_s=1.5)
+        assert set(first.grads) == {0, 1} and first.errors[2].startswith("timeout")
+        pid = __import__("ray").get(backend.actor_of[1].ping.remote())
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        second = backend.compute(1, params, [0, 1], timeout_s=30)
+        assert set(second.grads) == {0} and second.errors[1].startswith(("crashed", "restarting"))
+        # Ray restarts the actor (a new process rebuilding its shard); until it is up, the
+        # worker is an omission of each round; then it rejoins with the right gradient
+        deadline, rnd = time.monotonic() + 120, 2
+        while True:
+            later = backend.compute(rnd, params, [0, 1], timeout_s=30)
+            if 1 in later.grads or time.monotonic() > deadline:
+                break
+            assert later.errors[1].startswith(("restarting", "crashed")), later.errors
+            rnd += 1
+            time.sleep(0.5)
+        assert set(later.grads) == {0, 1}, later.errors
+        ref, _ = W.compute_gradient(W.build_worker(specs[1]), params, rnd)
+        assert torch.equal(later.grads[1], ref)
+        assert __import__("ray").get(backend.actor_of[1].ping.remote()) != pid
+    finally:
+        backend.close()
+
+
+def test_run_against_cluster_from_ray_start(tmp_path):
+    """``ray start --head --node-ip-address=127.0.0.1`` in a subprocess, the CLI joins it by
+    address, and the cluster's processes listen on 127.0.0.1 only; stopped by PID."""
+    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+    port, temp = free_port(), short_temp_dir("ra_cl_")
+    env = ray_env()
+    subprocess.run([ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                    "--num-cpus=2", f"--object-store-memory={200 * 2**20}", f"--temp-dir={temp}",
+                    "--include-dashboard=false", "--disable-usage-stats"],
+                   env=env, check=True, capture_output=True, timeout=180)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "robustagg.training", f"address=127.0.0.1:{port}", "workers=4",
+             "byzantine=1", "rule=median", "model=logreg", "rounds=3", "progress=false",
+             f"output_dir={tmp_path / 'run'}", 'backend_kwargs={"workers_per_actor": 2}'],
+            env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "final accuracy" in out.stdout
+        with open(tmp_path / "run" / "metrics.jsonl") as fh:
+            assert len(fh.readlines()) == 3
+        ips = listening_addresses(processes_of(temp))
+        assert ips and all(ipaddress.ip_address(i).is_loopback for i in ips), ips
+    finally:
+        pids = processes_of(temp)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        time.sleep(2)
+        for pid in processes_of(temp):
+            os.kill(pid, signal.SIGKILL)
