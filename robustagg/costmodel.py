@@ -218,10 +218,6 @@ def lambda_violations(w: Workload, s: LambdaSetup, worker_s: float) -> list[str]
     if s.event_bytes > limit:
         v.append(f"event of {s.event_bytes:,} bytes exceeds the {limit / MB:g} MB "
                  f"{s.invocation} payload limit")
-    inline = w.d * w.bytes_per_element
-    if inline > LAMBDA_SYNC_PAYLOAD:
-        v.append(f"a gradient ({inline / MB:,.1f} MB) could not travel in an invocation payload "
-                 f"(6 MB sync / 1 MB async): it must go through the store (as robustagg does)")
     if w.n > s.concurrency:
         v.append(f"n={w.n} workers exceed the concurrency quota {s.concurrency}: rounds run in "
                  f"{math.ceil(w.n / s.concurrency)} waves")

@@ -92,7 +92,7 @@ def test_timeout_and_memory_violations():
     _, viol = cm.estimate_lambda(cm.Workload(d=10, n=1, rounds=1, compute_s=1000.0))
     assert any("900 s" in v for v in viol)
     _, viol = cm.estimate_lambda(cm.Workload(d=500_000_000, n=1, rounds=1, compute_s=1.0))
-    assert any("worker needs" in v for v in viol) and any("through the store" in v for v in viol)
+    assert any("worker needs" in v for v in viol)
 
 
 @pytest.mark.parametrize("field,values", [("rounds", [1, 10, 100, 1000]),

@@ -34,8 +34,9 @@ def _csv(path):
 def test_lambda_matches_ray(redis_server, ray_local, tmp_path):
     lam = train(TrainConfig(backend="lambda", output_dir=str(tmp_path / "lambda"),
                             backend_kwargs={"local": True, "store": redis_server, "memory_mb": 1024,
-                                            "timeout_s": 60}, **KW))
-    ray = train(TrainConfig(backend="ray", output_dir=str(tmp_path / "ray"), **KW))
+                                            "timeout_s": 60, "concurrency": 2}, **KW))
+    ray = train(TrainConfig(backend="ray", output_dir=str(tmp_path / "ray"),
+                            backend_kwargs={"workers_per_actor": 5}, **KW))
     # the same seed gives the same model, bit for bit
     assert torch.equal(lam.params, ray.params)
     assert not torch.equal(lam.params, train(TrainConfig(backend="local", rounds=1, **{

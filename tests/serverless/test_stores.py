@@ -12,16 +12,24 @@ from robustagg.backends.serverless.stores import (MemoryStore, grad_key, make_st
 from robustagg.backends.serverless.wire import WireError
 
 
+@pytest.fixture(scope="module")
+def opened():
+    """One client per store kind for the module (building a boto3 client takes a while)."""
+    cache = {}
+    yield cache
+    for s in cache.values():
+        s.close()
+
+
 @pytest.fixture(params=["memory", "redis", "s3"])
-def store(request):
-    if request.param == "memory":
-        s = MemoryStore()
-    else:
-        s = make_store(request.getfixturevalue(f"{request.param}_server"))
+def store(request, opened):
+    if request.param not in opened:
+        opened[request.param] = MemoryStore() if request.param == "memory" else \
+            make_store(request.getfixturevalue(f"{request.param}_server"))
+    s = opened[request.param]
     s.delete_prefix("ra/")
     yield s
     s.delete_prefix("ra/")
-    s.close()
 
 
 def test_keys():

@@ -31,8 +31,8 @@ import time
 import torch
 
 from robustagg.backends.base import WorkerSpec
-from robustagg.training.models import build_model, loss_fn
-from robustagg.training.worker import WorkerState, fault, make_attack, timed_gradient
+from robustagg.training.data import Data
+from robustagg.training.worker import build_worker, fault, timed_gradient
 
 from . import wire
 from .stores import Store, grad_key, make_store, params_key, shard_key
@@ -169,13 +169,9 @@ def _state(ev: dict, store: Store):
     if tuple(x.shape[1:]) != tuple(ev["input_shape"]) or x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise wire.WireError(f"shard shapes x {tuple(x.shape)}, y {tuple(y.shape)} do not match "
                              f"input_shape {ev['input_shape']}")
-    spec = WorkerSpec(worker_id=w, dataset="store", **ev["spec"])
-    model = build_model(spec.model, ev["input_shape"], ev["num_classes"], seed=spec.seed,
-                        **spec.model_kwargs)
-    attack = make_attack(spec.attack, spec.attack_kwargs) if spec.byzantine else None
-    if attack is not None and getattr(attack, "kind", None) not in ("data", "fault"):
-        raise BadEvent(f"event.spec: attack={spec.attack!r} is not a data-poisoning or fault attack")
-    state = WorkerState(spec, x, y, model, loss_fn(ev["num_classes"]), ev["num_classes"], attack)
+    # the shard is all this worker's data: build_worker keeps it whole and builds model and attack
+    spec = WorkerSpec(worker_id=w, dataset="store", indices=list(range(len(x))), **ev["spec"])
+    state = build_worker(spec, Data(x, y, x[:0], y[:0], ev["num_classes"]))
     for k in [k for k in _STATES if k[:2] == (run, w) or k[0] != run]:
         del _STATES[k]  # one state per worker of the current run
     _STATES[cache_key] = state
