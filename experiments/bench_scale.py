@@ -1,0 +1,158 @@
+"""Scale benchmark of the Ray training loop: how a round's time splits into worker compute,
+transport and aggregation as the number of workers n and the model size d grow.
+
+    python -m experiments.bench_scale             # n in {4, 16, 64}, d in {1e4, 1e6}
+    python -m experiments.bench_scale --quick     # n in {4, 16}, d in {1e4, 1e5}, 3 rounds
+
+Each cell trains the synthetic logistic problem (32 features) with an MLP whose hidden width
+makes it d parameters, on one local Ray (started once), and reports the mean over the rounds
+after the first (warm-up). In the same run it measures the object store's bandwidth (one
+``ray.put`` and one ``ray.get`` in an actor of a 40 MB float32 array, numpy and torch) so that
+the transport cost per round can be read against it: a round moves the parameters once into
+the store (4d bytes) and n gradients back (4nd bytes). Logical workers are packed into at most
+``--max-actors`` actor processes (this machine has 2 cores; 64 torch processes would not fit).
+Writes ``scale.md``, ``scale.json`` and ``scale.png`` to ``--out``.
+"""
+import argparse
+import json
+import math
+import os
+import time
+
+FEATURES = 32
+
+
+def hidden_for(d):
+    """MLP(32 -> h -> 2) has 32h + h + 2h + 2 = 35h + 2 parameters."""
+    return max(1, round((d - 2) / (FEATURES + 3)))
+
+
+def bandwidth(mb=40, repeats=3):
+    """GB/s of ray.put (driver) and of ray.get in another process, for numpy and torch."""
+    import numpy as np
+    import ray
+    import torch
+
+    @ray.remote(num_cpus=0)
+    class Reader:
+        def read(self, x):
+            t0 = time.perf_counter()
+            v = ray.get(x[0])
+            s = float(v[:: 4096].sum())  # touch it without copying it
+            return time.perf_counter() - t0, s
+
+    reader = Reader.remote()
+    ray.get(reader.read.remote([ray.put(np.zeros(1, np.float32))]))
+    out = {}
+    arr = np.random.default_rng(0).standard_normal(mb * 2**18).astype(np.float32)
+    for kind, obj in [("numpy", arr), ("torch", torch.from_numpy(arr))]:
+        puts, gets = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            ref = ray.put(obj)
+            puts.append(time.perf_counter() - t0)
+            gets.append(ray.get(reader.read.remote([ref]))[0])
+            del ref
+        gb = arr.nbytes / 1e9
+        out[kind] = {"put_GBps": gb / min(puts), "get_GBps": gb / min(gets)}
+    ray.kill(reader)
+    return out
+
+
+def cell(n, d, rounds, rule, max_actors, out):
+    from robustagg.training import TrainConfig, train
+
+    cfg = TrainConfig(dataset="synthetic", dataset_kwargs={"features": FEATURES, "samples": 4000},
+                      model="mlp", model_kwargs={"hidden": [hidden_for(d)]}, workers=n,
+                      byzantine=0, rule=rule, rounds=rounds, batch_size=32, eval_every=rounds,
+                      backend="ray", progress=False, round_timeout_s=600,
+                      backend_kwargs={"workers_per_actor": math.ceil(n / max_actors)},
+                      output_dir=os.path.join(out, f"n{n}-d{d}"))
+    res = train(cfg)
+    warm = res.history[1:] or res.history
+    mean = {k: sum(r[k] for r in warm) / len(warm)
+            for k in ("round_s", "compute_s", "transport_s", "aggregation_s", "step_s")}
+    dim = res.params.numel()
+    return {"n": n, "d": dim, "actors": math.ceil(n / math.ceil(n / max_actors)),
+            "startup_s": res.summary["startup_s"], "bytes_per_round": 4 * dim * (n + 1), **mean}
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    parts = ["compute_s", "transport_s", "aggregation_s", "step_s"]
+    labels = [f"n={r['n']}\nd={r['d']:.0e}" for r in rows]
+    fig, ax = plt.subplots(figsize=(1.3 * len(rows) + 2, 4))
+    bottom = [0.0] * len(rows)
+    for p in parts:
+        vals = [r[p] for r in rows]
+        ax.bar(labels, vals, bottom=bottom, label=p[:-2])
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    ax.set_ylabel("seconds per round")
+    ax.set_yscale("log" if max(bottom) / max(min(bottom), 1e-9) > 50 else "linear")
+    ax.set_title("Round time split (Ray, one machine)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="n in {4,16}, d in {1e4,1e5}, 3 rounds")
+    ap.add_argument("--n", type=int, nargs="+", default=None)
+    ap.add_argument("--d", type=float, nargs="+", default=None)
+    ap.add_argument("--rounds", type=int, default=None, help="default 6 (3 with --quick)")
+    ap.add_argument("--rule", default="krum")
+    ap.add_argument("--max-actors", type=int, default=8)
+    ap.add_argument("--object-store-mb", type=int, default=1200)
+    ap.add_argument("--out", default="runs/bench_scale")
+    args = ap.parse_args(argv)
+    ns = args.n or ([4, 16] if args.quick else [4, 16, 64])
+    ds = [int(d) for d in (args.d or ([1e4, 1e5] if args.quick else [1e4, 1e6]))]
+    rounds = args.rounds or (3 if args.quick else 6)
+    os.makedirs(args.out, exist_ok=True)
+
+    import ray
+    from tqdm import tqdm
+
+    from robustagg.backends.ray_cluster import ensure_ray
+
+    _, started = ensure_ray(None, num_cpus=2, object_store_mb=args.object_store_mb)
+    try:
+        bw = bandwidth()
+        rows = [cell(n, d, rounds, args.rule, args.max_actors, args.out)
+                for n, d in tqdm([(n, d) for d in ds for n in ns], desc="cells")]
+    finally:
+        if started:
+            ray.shutdown()
+    np_get = bw["numpy"]["get_GBps"]
+    lines = [f"object store, 40 MB: numpy put {bw['numpy']['put_GBps']:.2f} GB/s, "
+             f"get {np_get:.2f} GB/s; torch put {bw['torch']['put_GBps']:.2f} GB/s, "
+             f"get {bw['torch']['get_GBps']:.2f} GB/s", "",
+             f"rule={args.rule}, {rounds} rounds per cell (mean over rounds 2..), seconds per round",
+             "",
+             "| n | d | actors | round | compute | transport | aggregation | step | MB moved "
+             "| transport at measured put+get BW | startup |",
+             "|---" * 11 + "|"]
+    for r in rows:
+        mb = r["bytes_per_round"] / 1e6
+        ideal = r["bytes_per_round"] / 1e9 * (1 / bw["numpy"]["put_GBps"] + 1 / np_get)
+        lines.append(f"| {r['n']} | {r['d']} | {r['actors']} | {r['round_s']:.4f} | "
+                     f"{r['compute_s']:.4f} | {r['transport_s']:.4f} | {r['aggregation_s']:.4f} | "
+                     f"{r['step_s']:.4f} | {mb:.1f} | {ideal:.4f} | {r['startup_s']:.1f} |")
+    table = "\n".join(lines)
+    print(table)
+    with open(os.path.join(args.out, "scale.md"), "w") as fh:
+        fh.write(table + "\n\n![round time split](scale.png)\n")
+    with open(os.path.join(args.out, "scale.json"), "w") as fh:
+        json.dump({"bandwidth": bw, "rows": rows, "rule": args.rule, "rounds": rounds}, fh,
+                  indent=1)
+    plot(rows, os.path.join(args.out, "scale.png"))
+    print(f"wrote {args.out}/scale.md, scale.json, scale.png")
+
+
+if __name__ == "__main__":
+    main()
