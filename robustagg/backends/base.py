@@ -127,7 +127,7 @@ class Backend(abc.ABC):
 _BACKENDS = {
     "local": "robustagg.backends.local_backend:LocalBackend",
     "ray": "robustagg.backends.ray_backend:RayBackend",
-    "lambda": "robustagg.backends.lambda_backend:LambdaBackend",
+    "lambda": "robustagg.backends.serverless.backend:LambdaBackend",
 }
 
 
