@@ -17,6 +17,8 @@ the task reads it to print ``[cell k/m]``, and ``experiments.report`` reads it t
 cells belong to the sweep.
 """
 import json
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -28,12 +30,11 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-import hydra_plugins
-
-# Hydra takes plugins only from the hydra_plugins namespace: add experiments/hydra_plugins to it.
-_PLUGINS = str(Path(__file__).with_name("hydra_plugins"))
-if _PLUGINS not in list(hydra_plugins.__path__):
-    hydra_plugins.__path__.append(_PLUGINS)
+# Hydra takes plugins only from the hydra_plugins namespace package, found on sys.path:
+# experiments/_plugins holds our part of it (the sweeper class Hydra instantiates).
+_PLUGINS = str(Path(__file__).with_name("_plugins"))
+if _PLUGINS not in sys.path:
+    sys.path.append(_PLUGINS)
 
 SUMMARY = "summary.json"
 FAILED = "failed.json"  # written instead when the cell's run raised
@@ -125,6 +126,9 @@ class GridSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         from experiments.train import preflight
+        from robustagg.backends.ray_cluster import RAY_ENV
+
+        os.environ.update(RAY_ENV)  # before a launcher (Ray's) starts or joins Ray
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
