@@ -17,8 +17,8 @@ all ranks ended with identical parameters, and plots the training loss
 
 ``bench``: the time per call of ``robust_all_reduce`` with the mean, the median and Krum over a
 plain ``all_reduce`` of the same ~1.07M gradients (MLP 784-1024-256-10), every row timed in the
-same run, as ratios against the one-buffer ``all_reduce``. Each time is the slowest rank's,
-median over ``--reps`` calls.
+same run (interleaved), as ratios against the one-buffer ``all_reduce``. Each time is the
+slowest rank's, median over ``--reps`` rounds.
 """
 import argparse
 import os
@@ -144,19 +144,22 @@ def plot(curves, out):
     print(f"plot: {path}")
 
 
-def timed(fn, reset, reps, desc):
-    """Median over ``reps`` calls of the slowest rank's time for ``fn()`` (after ``reset()``)."""
-    times = []
-    for i in progress(range(reps + 3), desc):
-        reset()
-        dist.barrier()
-        t0 = time.perf_counter()
-        fn()
-        t = torch.tensor([time.perf_counter() - t0])
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        if i >= 3:    # 3 warm-up calls
-            times.append(t.item())
-    return statistics.median(times)
+def timed(rows, reset, reps):
+    """Median over ``reps`` rounds of the slowest rank's time per row; the rows are interleaved
+    (each round times every row once, after 3 warm-up rounds) so that load from other
+    processes on the machine falls on all rows alike."""
+    times = {label: [] for label, _ in rows}
+    for i in progress(range(reps + 3), "bench"):
+        for label, fn in rows:
+            reset()
+            dist.barrier()
+            t0 = time.perf_counter()
+            fn()
+            t = torch.tensor([time.perf_counter() - t0])
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            if i >= 3:
+                times[label].append(t.item())
+    return [(label, statistics.median(times[label])) for label, _ in rows]
 
 
 def bench(args):
@@ -200,8 +203,8 @@ def bench(args):
     rows.append((f"Krum f={f_krum} alone on [{world}, d], no communication",
                  lambda: ra.Krum(f=f_krum)(x)))
     log0(f"{world} ranks, gloo on 127.0.0.1, d = {d:,} parameters (float32), "
-         f"{torch.get_num_threads()} thread(s) per rank, median of {args.reps} calls")
-    results = [(label, timed(fn, reset, args.reps, label[:30])) for label, fn in rows]
+         f"{torch.get_num_threads()} thread(s) per rank, median of {args.reps} interleaved rounds")
+    results = timed(rows, reset, args.reps)
     base = results[0][1]
     log0(f"{'':<52} {'ms/call':>9} {'ratio':>7}")
     for label, t in results:

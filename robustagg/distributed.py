@@ -19,6 +19,7 @@ Byzantine ranks can be simulated for experiments: ``attack`` is any callable
 and every rank replaces the rows of ``byzantine_ranks`` with its output after the gather. The
 attack must be deterministic or seeded identically on every rank, or the ranks diverge.
 """
+import copy
 import logging
 from collections.abc import Sequence
 
@@ -107,9 +108,15 @@ def robust_all_reduce(params, rule: Rule, group=None, *, attack=None,
     return aggregate_into(params, rows, rule)
 
 
+def _layout(bucket) -> tuple:
+    """Which parameters a DDP bucket holds, in order (this rank's storage addresses)."""
+    return tuple(p.data_ptr() for p in bucket.parameters())
+
+
 class RobustCommHook:
     """The DDP communication hook made by :func:`comm_hook`. ``skipped`` counts aggregates that
-    were not finite (replaced by zeros, see :func:`comm_hook`)."""
+    were not finite (replaced by zeros); in bucket mode ``bucket_rules`` holds the per-bucket
+    copies of the rule (their ``selected``, their state)."""
 
     def __init__(self, rule: Rule, mode: str, group, attack, byzantine_ranks):
         self.__name__ = self.__qualname__ = "robust_comm_hook"   # DDP logs hook.__qualname__
@@ -121,7 +128,10 @@ class RobustCommHook:
         self.byzantine_ranks = list(byzantine_ranks)
         self.world = None
         self.skipped = 0
+        self.bucket_rules: dict[tuple, Rule] = {}
         self._pending: list[tuple[torch.Tensor, torch.futures.Future]] = []
+        self._layouts: list[tuple] = []
+        self._last_layouts: list[tuple] | None = None
         if dist.is_available() and dist.is_initialized():
             self._validate()
 
@@ -131,27 +141,35 @@ class RobustCommHook:
         self.byzantine = _check_byzantine(self.byzantine_ranks, self.attack, self.world,
                                           self.where)
 
-    def _reduce(self, gathered: torch.Tensor) -> torch.Tensor:
-        """``Tensor[world * m]`` gathered buckets -> the aggregate ``Tensor[m]``."""
+    def _reduce(self, gathered: torch.Tensor, rule: Rule) -> torch.Tensor:
+        """``Tensor[world * m]`` gathered buckets -> the aggregate ``Tensor[m]`` (may be a view:
+        the callers hand DDP fresh tensors, because DDP takes per-parameter views of the result
+        with as_strided at the bucket's offsets, ignoring the storage offset of a view such as
+        Krum's ``x[i]``)."""
         rows = gathered.view(self.world, -1)
         if self.byzantine:
-            _simulate(rows, self.byzantine, self.attack, self.rule)
-        agg = self.rule(rows)
+            _simulate(rows, self.byzantine, self.attack, rule)
+        agg = rule(rows)
         if not all_finite(agg):
             # DDP needs a tensor of the bucket's shape: zeros are the only neutral value
             self.skipped += 1
             log.warning("%s: non-finite aggregate replaced by zeros", self.where)
             return torch.zeros_like(agg)
-        # a fresh tensor: DDP takes per-parameter views of the result with as_strided at the
-        # bucket's offsets, which ignores the storage offset of a view such as Krum's x[i]
-        return agg.clone()
+        return agg
 
     def __call__(self, state, bucket):
         if self.world is None:
             self._validate()
         if self.mode == "bucket":
+            # one copy of the rule per bucket, so that a stateful rule (CenteredClipping's
+            # center, Bucketing's generator) keeps one state per bucket; DDP re-buckets once
+            # after the first iteration, which starts fresh copies
+            key = (bucket.index(), _layout(bucket))
+            rule = self.bucket_rules.get(key)
+            if rule is None:
+                rule = self.bucket_rules[key] = copy.deepcopy(self.rule)
             out, work = _gather(bucket.buffer(), self.world, self.group, async_op=True)
-            return work.get_future().then(lambda _: self._reduce(out))
+            return work.get_future().then(lambda _: self._reduce(out, rule).clone())
         return self._whole(bucket)
 
     def _whole(self, bucket):
@@ -159,18 +177,24 @@ class RobustCommHook:
         # last one is launched (Reducer::finalize_backward), so the earlier buckets can get a
         # future that the last bucket's aggregation completes.
         if bucket.index() == 0:
-            self._pending = []
+            self._pending, self._layouts = [], []
         buf = bucket.buffer()
+        self._layouts.append(_layout(bucket))
         if not bucket.is_last():
             fut = torch.futures.Future()
             self._pending.append((buf, fut))
             return fut
         pending, self._pending = self._pending, []
         bufs = [b for b, _ in pending] + [buf]
+        if self._last_layouts is not None and self._layouts != self._last_layouts:
+            # DDP re-bucketed (once, after the first iteration): the concatenated gradient is
+            # in a new order, so a stateful rule's state (a center) no longer lines up with it
+            self.rule.reset()
+        self._last_layouts = self._layouts
 
         def finish(_):
             try:
-                parts = self._reduce(out).split([b.numel() for b in bufs])
+                parts = self._reduce(out, self.rule).split([b.numel() for b in bufs])
             except BaseException as e:     # the earlier buckets' futures must not hang DDP
                 for _, fut in pending:
                     fut.set_exception(e)
@@ -207,6 +231,11 @@ def comm_hook(rule: Rule, mode: str = "bucket", *, group=None, attack=None,
     within DDP's hook contract (a future per bucket holding a tensor of its shape) because DDP
     launches buckets in order and waits for their futures only after the last one; the price is
     no overlap of communication with the backward pass.
+
+    Stateful rules (CenteredClipping's center, Bucketing's generator): in bucket mode each
+    bucket has its own copy of the rule (``hook.bucket_rules``), hence its own state; in whole
+    mode the rule's state is reset once when DDP re-buckets after the first iteration (the
+    concatenated gradient's order changes then). Stateless rules are unaffected.
 
     ``group``: the process group (default: the world); DDP's ``state`` argument is ignored.
     ``rule.check(world)`` runs here if the process group is initialised (else at the first

@@ -152,6 +152,10 @@ def ddp_scenarios(rank, world):
     out["ddp_median"], out["buckets"] = _ddp(rank, comm_hook(ra.CoordinateMedian(f=1)))
     out["ddp_krum_whole"], _ = _ddp(rank, comm_hook(ra.Krum(f=1), mode="whole"))
     out["ddp_krum_bucket"], _ = _ddp(rank, comm_hook(ra.Krum(f=1)))
+    cc = comm_hook(ra.CenteredClipping(tau=0.5, f=1))
+    out["ddp_cc_bucket"], _ = _ddp(rank, cc)
+    out["cc_centers"] = {key[0]: rule.center.numel() for key, rule in cc.bucket_rules.items()
+                         if len(key[1]) < 4}          # the buckets after DDP's re-bucketing
     errors = []
     for make in (lambda: comm_hook(ra.Krum(f=2)), lambda: comm_hook(ra.Mean(), mode="layer")):
         try:

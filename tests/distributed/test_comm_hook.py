@@ -35,6 +35,16 @@ def test_bucket_mode_krum_keeps_ranks_identical_and_tracks_whole_mode(results):
     assert (results[0]["ddp_mean"] - whole).norm() > 0.5 * whole.norm()
 
 
+def test_bucket_mode_keeps_a_stateful_rule_per_bucket(results):
+    # CenteredClipping's center is its previous output: one per bucket, of that bucket's size
+    # (one shared rule would re-center bucket 1 on bucket 0's output: a shape error)
+    sizes = results[0]["cc_centers"]
+    assert len(sizes) >= 2 and sum(sizes.values()) == results[0]["ddp_cc_bucket"].numel()
+    for r in range(WORLD):
+        assert torch.equal(results[r]["ddp_cc_bucket"], results[0]["ddp_cc_bucket"])
+    assert torch.isfinite(results[0]["ddp_cc_bucket"]).all()
+
+
 def test_mean_hook_equals_plain_ddp(results):
     # plain DDP divides by the world size then sums; the mean rule averages: the same up to
     # rounding, which the Byzantine rank's ascent amplifies (parameters grow to ~1e2)
