@@ -32,7 +32,8 @@ def _instances(text: str) -> tuple:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.cost", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--d", type=float, default=1e6, help="model parameters (elements)")
+    p.add_argument("--d", type=float, default=None,
+                   help="model parameters (elements); default 1e6, or the measured model's")
     p.add_argument("--n", type=int, default=20, help="workers per round")
     p.add_argument("--rounds", type=int, default=1000)
     p.add_argument("--compute-s", type=float, default=0.5, help="seconds per gradient on 1 vCPU")
@@ -63,8 +64,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.measure:
         w = measure(a)
-        scale = {"d": int(a.d) if "--d" in (argv or sys.argv) else w.d, "n": a.n, "rounds": a.rounds}
-        a.calibrated = _rescale(w, **scale)
+        a.calibrated = _rescale(w, d=int(a.d) if a.d else w.d, n=a.n, rounds=a.rounds)
+    d = int(a.d or 1e6)
 
     prices = cm.Prices.from_json(a.prices) if a.prices else cm.Prices()
     if a.dump_prices:
@@ -74,9 +75,9 @@ def main(argv=None) -> int:
         if getattr(a, "calibrated", None) is not None:
             w = a.calibrated
         elif a.calibrate:
-            w = cm.calibrate(a.calibrate, d=int(a.d), n=a.n, rounds=a.rounds)
+            w = cm.calibrate(a.calibrate, d=d, n=a.n, rounds=a.rounds)
         else:
-            w = cm.Workload(d=int(a.d), n=a.n, rounds=a.rounds, compute_s=a.compute_s,
+            w = cm.Workload(d=d, n=a.n, rounds=a.rounds, compute_s=a.compute_s,
                             aggregate_s=a.aggregate_s, step_s=a.step_s,
                             bytes_per_element=a.bytes_per_element)
         est = cm.estimate(

@@ -150,3 +150,16 @@ def test_cli_prints_the_estimate(capsys, tmp_path):
     assert "Workload.n must be >= 1" in capsys.readouterr().err
     assert cost_cli.main(["--rounds", "3"]) == 0
     assert "Lambda limit violations" in capsys.readouterr().out
+
+
+def test_rescale_and_price_files(capsys, tmp_path):
+    w = cost_cli._rescale(cm.Workload(d=100, n=10, rounds=5, compute_s=0.1, aggregate_s=0.01,
+                                      step_s=0.001), d=1000, n=20, rounds=50)
+    assert (w.d, w.n, w.rounds) == (1000, 20, 50)
+    assert w.compute_s == pytest.approx(1.0) and w.step_s == pytest.approx(0.01)
+    assert w.aggregate_s == pytest.approx(0.01 * 4 * 10)  # n^2 d
+    assert cost_cli.main(["--dump-prices"]) == 0
+    f = tmp_path / "p.json"
+    f.write_text(capsys.readouterr().out.replace('"date": "2025-01"', '"date": "2099-12"'))
+    assert cost_cli.main(["--prices", str(f), "--n", "2", "--rounds", "2"]) == 0
+    assert "2099-12" in capsys.readouterr().out

@@ -103,11 +103,14 @@ def test_concurrency_limit_throttles_sync_calls():
         inv = invoker(f, retries=0)
         assert inv.invoke({"do": "hello"}).ok  # warm the single environment
         out = {}
-        t = threading.Thread(target=lambda: out.setdefault("slow", inv.invoke({"do": "sleep", "s": 1.5})))
+        t = threading.Thread(target=lambda: out.setdefault("slow", inv.invoke({"do": "sleep", "s": 2})))
         t.start()
         import time
 
-        time.sleep(0.5)
+        for _ in range(400):  # until the slow call holds the only environment
+            if not f._idle:
+                break
+            time.sleep(0.025)
         second = inv.invoke({"do": "hello"})
         t.join()
     assert out["slow"].ok
