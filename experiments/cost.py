@@ -120,12 +120,9 @@ def measure(a) -> cm.Workload:
 
     import torch
 
-    from robustagg.backends.base import register_backend
     from robustagg.training import TrainConfig
     from robustagg.training.loop import train
 
-    # the training registry's "lambda" entry may predate this module: name it explicitly
-    register_backend("lambda", "robustagg.backends.serverless.backend:LambdaBackend")
     os.makedirs(a.out, exist_ok=True)
     stats_path = os.path.join(a.out, "lambda_round_stats.jsonl")
     if os.path.exists(stats_path):

@@ -19,12 +19,10 @@ pytestmark = pytest.mark.skipif(not (FUNCTION and STORE), reason="real-AWS smoke
                                 "RA_AWS_SMOKE_FUNCTION and RA_AWS_SMOKE_STORE to run it")
 
 
-def test_two_rounds_on_real_lambda(tmp_path, monkeypatch):
-    from robustagg.backends import base
+def test_two_rounds_on_real_lambda(tmp_path):
     from robustagg.training import TrainConfig
     from robustagg.training.loop import train
 
-    monkeypatch.setitem(base._BACKENDS, "lambda", "robustagg.backends.serverless.backend:LambdaBackend")
     kw = dict(workers=5, byzantine=1, rule="median", attack="label_flip", rounds=2, progress=False)
     res = train(TrainConfig(backend="lambda", output_dir=str(tmp_path / "aws"), backend_kwargs={
         "function_name": FUNCTION, "store": json.loads(STORE),

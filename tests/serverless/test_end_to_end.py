@@ -9,18 +9,11 @@ import torch
 
 pytest.importorskip("awslambdaric")
 
-from robustagg.backends import base  # noqa: E402
 from robustagg.training import TrainConfig  # noqa: E402
 from robustagg.training.loop import train  # noqa: E402
 
 KW = dict(workers=5, byzantine=1, rule="trimmed_mean", attack="label_flip", rounds=3,
           eval_every=1, batch_size=16, seed=3, progress=False)
-
-
-@pytest.fixture(autouse=True)
-def lambda_registered(monkeypatch):
-    # until robustagg.backends.base names this module for "lambda"
-    monkeypatch.setitem(base._BACKENDS, "lambda", "robustagg.backends.serverless.backend:LambdaBackend")
 
 
 def _csv(path):
