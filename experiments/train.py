@@ -18,6 +18,7 @@ parallel launchers (Hydra's Ray or joblib launcher) are described in ``docs/expe
 """
 import atexit
 import json
+import sys
 from pathlib import Path
 
 import hydra
@@ -133,6 +134,10 @@ def run(cfg: DictConfig, output_dir) -> dict:
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig):
     hc = HydraConfig.get()
+    try:
+        preflight(cfg)  # a sweep's cells were checked by the sweeper already; this is cheap
+    except ValueError as e:
+        sys.exit(f"experiments.train: {e}")
     if hc.mode == RunMode.MULTIRUN:
         print(progress_line(hc.sweep.dir, hc.sweep.subdir) or f"[cell] {hc.sweep.subdir}", flush=True)
     summary = run(cfg, hc.runtime.output_dir)

@@ -115,6 +115,9 @@ def test_parallel_launchers_on_a_loopback_cluster(tmp_path, launcher):
     from robustagg.backends.ray_cluster import free_port, ray_env, short_temp_dir
     from tests.training.test_ray import processes_of
 
+    pytest.importorskip({"ray": "hydra_plugins.hydra_ray_launcher",
+                         "joblib": "hydra_plugins.hydra_joblib_launcher"}[launcher])
+
     ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
     port, temp = free_port(), short_temp_dir("ra_ex_")
     env = ray_env()
