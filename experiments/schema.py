@@ -1,13 +1,15 @@
 """Structured configs: the types behind ``experiments/conf``, so a typo or a wrong type fails
 when Hydra composes the config, with Hydra's message, before anything runs.
 
-Each option file of a group extends one of these schemas (``defaults: [/schema/<group>/<kind>@_here_]``),
-which makes it closed: ``rule.F=3`` or ``byzantine=two`` is refused at start. A user's own option
-without a schema (a file with ``_target_`` and its arguments) stays open, since only its own
-constructor knows its arguments.
+Each option file of a group extends one of these schemas (``defaults: [/schema/<group>/<name>@_here_]``),
+which makes it closed: ``rule.F=3`` or ``byzantine=two`` is refused at start. The schemas of
+``rule``, ``pre`` and ``attack`` are read from the registered classes' constructors
+(:func:`signature_schema`), so they follow the registries; the others are written here. A
+user's own option without a schema (a file with ``_target_`` and its arguments) stays open,
+since only its own constructor knows its arguments.
 
-``f`` fields default to ``${byzantine}``: a rule or pre-aggregation assumes as many Byzantine
-workers as the experiment has, unless the config says otherwise.
+``f`` and ``seed`` fields default to ``${byzantine}`` and ``${seed}``: a rule or pre-aggregation
+assumes as many Byzantine workers as the experiment has, unless the config says otherwise.
 """
 import inspect
 import types
@@ -143,7 +145,7 @@ class Backend(Named):
 @dataclass
 class Experiment:
     """Top level. The groups are ``Any`` so that a user's ``_target_`` option composes too; the
-    built-in options are typed by the schemas above and by :mod:`experiments.schema` below."""
+    built-in options are closed by the schemas above, which they extend."""
     rule: Any = MISSING
     pre: Dict[str, Any] = field(default_factory=dict)
     attack: Any = MISSING
@@ -158,6 +160,7 @@ class Experiment:
     batch_size: int = 32
     eval_every: int = 10
     checkpoint_every: int = 0
+    resume: bool = False  # continue from the run folder's last checkpoint (give hydra.run.dir)
     progress: bool = True
 
 

@@ -65,6 +65,9 @@ def train_config(config: dict, output_dir=None):
     else:
         name, kwargs = _named(c["rule"])
         rule_args = {"rule": name, "rule_kwargs": kwargs, "pre": [dict(p) for p in pre]}
+    if "_target_" in c["attack"]:
+        raise ValueError("attack: the training loop takes attacks by registered name "
+                         f"(attacks.available_attacks()), not _target_={c['attack']['_target_']!r}")
     attack, attack_kwargs = _named(c["attack"])
     data = dict(c["dataset"])
     split = {k: data.pop(k) for k in ("partition", "alpha", "shards_per_worker") if k in data}
@@ -79,6 +82,7 @@ def train_config(config: dict, output_dir=None):
         attack=attack, attack_kwargs=attack_kwargs,
         rounds=c["rounds"], batch_size=c["batch_size"], optimizer=opt.pop("name"), **opt,
         eval_every=c["eval_every"], seed=c["seed"], checkpoint_every=c["checkpoint_every"],
+        resume=c["resume"],
         progress=c["progress"], output_dir=None if output_dir is None else str(output_dir),
         backend=backend.pop("name"), backend_kwargs=backend.pop("kwargs"), **backend,
     )

@@ -129,3 +129,10 @@ def test_a_users_rule_plugs_in_by_target(compose, tmp_path, monkeypatch):
     assert rule(__import__("torch").arange(20.0).reshape(10, 2)).tolist() == x[0].tolist()
     with pytest.raises(ValueError, match="n=8, f=2"):
         train_config(task_config(compose("rule=first_row", "workers=8", "byzantine=2", search)))
+
+
+def test_attack_by_target_is_refused_clearly(compose):
+    cfg = task_config(compose())
+    cfg["attack"] = {"_target_": "attacks.Gaussian", "std": 1.0}
+    with pytest.raises(ValueError, match="attacks by registered name"):
+        train_config(cfg)
