@@ -26,6 +26,7 @@ API answer lacks ``Content-Type: application/json``, so every answer carries it.
 """
 from __future__ import annotations
 
+import atexit
 import base64
 import itertools
 import json
@@ -283,6 +284,8 @@ class LocalLambda:
                              for _ in range(concurrency)]
         for t in self._dispatchers:
             t.start()
+        self._closed = False
+        atexit.register(self.close)  # no orphaned runtime processes if the caller never closes
 
     # ---- environments ----
     def _acquire(self) -> tuple[Environment | None, bool]:
@@ -460,6 +463,10 @@ class LocalLambda:
         return len(self._all)
 
     def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
         self._server.shutdown()
         self._server.server_close()
         for _ in self._dispatchers:

@@ -2,6 +2,7 @@
 the store of the local Lambda runtime and of the tests."""
 from __future__ import annotations
 
+import atexit
 import secrets
 import shutil
 import socket
@@ -38,6 +39,7 @@ class LocalRedisServer:
                  "--protected-mode", "yes"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if self._wait_ready(start_timeout_s):
+                atexit.register(self.close)  # never leave an orphaned redis-server behind
                 return
             self.proc.kill()
             self.proc.wait()
@@ -64,6 +66,7 @@ class LocalRedisServer:
         return c
 
     def close(self) -> None:
+        atexit.unregister(self.close)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -72,6 +75,7 @@ class LocalRedisServer:
                 self.proc.kill()
                 self.proc.wait()
         self._dir.cleanup()
+        self.proc = None
 
     def __enter__(self):
         return self
