@@ -187,3 +187,21 @@ def test_events_carry_no_secret():
     assert LambdaBackend._without_secrets({"kind": "redis", "password": "pw"}, env := {}) == \
         {"kind": "redis", "password_env": "RA_REDIS_PASSWORD"}
     assert env == {"RA_REDIS_PASSWORD": "pw"}
+
+
+@pytest.mark.parametrize("kind", ["redis", "s3"])
+def test_round_through_real_stores(world, kind, request):
+    """The same round through Redis (a real redis-server) and S3 (moto's server): same gradients,
+    and the round's keys deleted afterwards."""
+    data, specs, params, ref = world
+    H._STATES.clear()
+    b = LambdaBackend(store=request.getfixturevalue(f"{kind}_server"), run_id=f"st{kind}")
+    b.start(specs, data=data)
+    b.invoker = InProcessInvoker(b)
+    try:
+        got = b.compute(0, params, list(range(N)), timeout_s=30)
+        want = ref.compute(0, params, list(range(N)), timeout_s=30)
+        assert got.errors == {} and all(torch.equal(got.grads[i], want.grads[i]) for i in range(N))
+        assert b.store.get_many([grad_key(f"st{kind}", 0, i) for i in range(N)]) == {}
+    finally:
+        b.close()
