@@ -21,6 +21,15 @@ from dataclasses import dataclass, field
 import torch
 
 
+def from_plain(cls, d):
+    """``cls(**d)`` for a dataclass ``cls``, with unknown keys an error naming them."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown fields {sorted(unknown)}; known: {sorted(names)}")
+    return cls(**dict(d))
+
+
 @dataclass
 class WorkerSpec:
     """Everything worker ``worker_id`` needs to rebuild itself.
@@ -54,11 +63,7 @@ class WorkerSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "WorkerSpec":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"WorkerSpec: unknown fields {sorted(unknown)}")
-        return cls(**d)
+        return from_plain(cls, d)
 
 
 @dataclass

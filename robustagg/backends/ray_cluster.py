@@ -1,13 +1,19 @@
-"""Starting or joining Ray under the project's rules: loopback only, bounded connect.
+"""Starting, joining and stopping Ray under the project's rules: loopback only, bounded connect,
+stopped by PID (never `ray stop`, which would kill every Ray on the machine).
 
 A local Ray binds every part to 127.0.0.1, has no dashboard, no usage stats, a short temp
 dir (Unix socket paths are limited to ~107 characters), a pinned object store and a fixed
 CPU count. Joining an existing cluster first probes its GCS port with a timeout, because
 ``ray.init(address=...)`` with nothing listening retries for minutes.
 """
+import glob
 import os
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
+import time
 
 LOOPBACK = "127.0.0.1"
 
@@ -85,9 +91,9 @@ def connect(address, timeout_s=15.0):
 
     Fails within ``timeout_s`` with a clear message when nothing answers there.
     """
+    os.environ.update(RAY_ENV)
     import ray
 
-    os.environ.update(RAY_ENV)
     resolved = address
     if address == "auto":
         from ray._private.services import canonicalize_bootstrap_address_or_die
@@ -117,3 +123,58 @@ def ensure_ray(address=None, num_cpus=2, object_store_mb=300, connect_timeout_s=
     if address is None:
         return start_local(num_cpus=num_cpus, object_store_mb=object_store_mb), True
     return connect(address, timeout_s=connect_timeout_s), True
+
+
+def start_head(num_cpus=2, object_store_mb=200, temp_dir=None, timeout_s=180.0):
+    """``ray start --head --node-ip-address=127.0.0.1`` on a free port, in a subprocess (a
+    cluster other processes join by address). Returns ``(address, temp_dir)``; stop it with
+    :func:`stop_head` (``temp_dir`` names its processes)."""
+    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+    port, temp_dir = free_port(), temp_dir or short_temp_dir("ra_head_")
+    subprocess.run([ray_bin, "start", "--head", f"--node-ip-address={LOOPBACK}", f"--port={port}",
+                    f"--num-cpus={num_cpus}", f"--object-store-memory={object_store_mb * 2**20}",
+                    f"--temp-dir={temp_dir}", "--include-dashboard=false", "--disable-usage-stats"],
+                   env=ray_env(), check=True, capture_output=True, timeout=timeout_s)
+    return f"{LOOPBACK}:{port}", temp_dir
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _ppid(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def processes_of(temp_dir, extra=()):
+    """PIDs (Linux /proc) of the processes whose command line names ``temp_dir`` (the Ray
+    daemons of that instance), their descendants (its workers), and ``extra``."""
+    all_pids = [int(p.split("/")[2]) for p in glob.glob("/proc/[0-9]*")]
+    found = {p for p in all_pids if temp_dir in _cmdline(p)} | set(extra)
+    parents = {p: _ppid(p) for p in all_pids}
+    grew = True
+    while grew:
+        new = {p for p, pp in parents.items() if pp in found and p not in found}
+        found |= new
+        grew = bool(new)
+    return found
+
+
+def stop_head(temp_dir, grace_s=2.0):
+    """Stop the Ray instance whose processes name ``temp_dir``: SIGTERM, then SIGKILL."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in processes_of(temp_dir):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        if sig == signal.SIGTERM:
+            time.sleep(grace_s)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import robustagg as ra
 
+from ..backends.base import from_plain
+
 from .data import PARTITIONS
 from .worker import build_named, make_attack
 
@@ -169,8 +171,4 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         """Build from a mapping (e.g. a Hydra/OmegaConf config); unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"TrainConfig: unknown settings {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**dict(d))
+        return from_plain(cls, d)

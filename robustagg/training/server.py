@@ -26,6 +26,7 @@ from robustagg import inputs
 from ..backends.base import WorkerSpec, make_backend
 from .data import load_dataset, partition
 from .models import build_model, loss_fn
+from .worker import single_thread
 
 
 class ParameterServer:
@@ -34,7 +35,6 @@ class ParameterServer:
     ``cfg.backend`` names, built with ``cfg.backend_kwargs``)."""
 
     def __init__(self, cfg, backend=None):
-        torch.set_num_threads(1)  # 2 shared cores: threads would only contend with workers
         self.cfg = cfg
         data = load_dataset(cfg.dataset, **cfg.dataset_kwargs)
         self.x_test, self.y_test, self.num_classes = data.x_test, data.y_test, data.num_classes
@@ -96,7 +96,12 @@ class ParameterServer:
         return {i: self.worker_momentum[i] for i in grads}
 
     def step(self) -> dict:
-        """Run one round; return its metrics record (plain data)."""
+        """Run one round; return its metrics record (plain data). The server's arithmetic runs
+        on one thread, like the workers', so results do not depend on where the server runs."""
+        with single_thread():
+            return self._step()
+
+    def _step(self) -> dict:
         c, r = self.cfg, self.round
         t0 = time.perf_counter()
         arr = self.backend.compute(r, self.params().contiguous(), self._asked(), c.round_timeout_s)
@@ -123,12 +128,12 @@ class ParameterServer:
         x = torch.stack([vecs[i] for i in ids])
         agg = self.rule(x)
         t2 = time.perf_counter()
-        record = self._influence(agg, x, ids, honest_ids)
         finite = bool(torch.isfinite(agg).all())
         if finite:
             inputs.assign_grads(self.model, agg)
             self.optimizer.step()
         t3 = time.perf_counter()
+        record = self._influence(agg, x, ids, honest_ids)
         self.round += 1
         compute = max(arr.compute_s.values(), default=0.0)
         honest_losses = [arr.losses[i] for i in honest_ids if i in arr.losses]
@@ -152,8 +157,9 @@ class ParameterServer:
         share = None if not selected else sum(i in self.byzantine for i in selected) / len(selected)
         dist = None
         if honest_ids:
-            honest_mean = x[[ids.index(i) for i in honest_ids]].double().mean(0)
-            dist = float((agg.double() - honest_mean).norm())
+            # Byzantine ids are the largest, so the honest rows are the first ones: a view
+            honest_mean = x[: len(honest_ids)].mean(0)
+            dist = float((agg - honest_mean).double().norm())
         return {"selected": selected, "byzantine_share": share, "dist_honest_mean": dist}
 
     @torch.no_grad()

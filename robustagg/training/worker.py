@@ -8,6 +8,7 @@ that rebuilds its state every round returns the same gradient as a long-lived on
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import time
@@ -20,6 +21,19 @@ from robustagg import inputs
 
 from .data import load_dataset, partition
 from .models import build_model, loss_fn
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Run torch on one thread inside the block (restored after): floating-point reductions
+    then give the same bits in every process (a Ray actor, a Lambda container, the driver),
+    so a run's result does not depend on the backend or on the host's core count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def derive_seed(*parts) -> int:
@@ -92,7 +106,7 @@ def compute_gradient(state: WorkerState, params: torch.Tensor, round: int):
     Returns ``(grad, loss)``: float32 contiguous ``Tensor[d]`` and a float. The minibatch is
     ``batch_size`` indices drawn without replacement (with replacement if the shard is
     smaller) by a generator seeded with ``derive_seed(seed, worker_id, round)``; a data-poisoning
-    attack rewrites it before the forward pass.
+    attack rewrites it before the forward pass. Computed on one thread (:func:`single_thread`).
     """
     spec = state.spec
     g = torch.Generator().manual_seed(derive_seed(spec.seed, spec.worker_id, round))
@@ -105,11 +119,12 @@ def compute_gradient(state: WorkerState, params: torch.Tensor, round: int):
     if state.attack is not None and state.attack.kind == "data":
         x, y = state.attack.poison_batch(x, y, state.num_classes)
     model = state.model
-    torch.nn.utils.vector_to_parameters(params, model.parameters())
-    model.zero_grad(set_to_none=True)
-    loss = state.loss(model(x), y)
-    loss.backward()
-    return inputs.flatten_grads(model).float().contiguous(), float(loss.detach())
+    with single_thread():
+        torch.nn.utils.vector_to_parameters(params, model.parameters())
+        model.zero_grad(set_to_none=True)
+        loss = state.loss(model(x), y)
+        loss.backward()
+        return inputs.flatten_grads(model).float().contiguous(), float(loss.detach())
 
 
 def fault(state: WorkerState, round: int):

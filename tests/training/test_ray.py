@@ -12,44 +12,14 @@ import pytest
 import torch
 
 from robustagg.backends.base import WorkerSpec
-from robustagg.backends.ray_cluster import free_port, ray_env, short_temp_dir
+from robustagg.backends.ray_cluster import processes_of, ray_env, start_head, stop_head
 from robustagg.training import TrainConfig, train
 from robustagg.training import worker as W
 
 pytestmark = pytest.mark.ray
 
 
-# ---- processes and their listening sockets, from /proc (no psutil) ----
-def _cmdline(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _ppid(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return int(fh.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def processes_of(temp_dir, extra=()):
-    """PIDs of the Ray processes whose command line names ``temp_dir``, their descendants,
-    and ``extra``."""
-    all_pids = [int(p.split("/")[2]) for p in glob.glob("/proc/[0-9]*")]
-    found = {p for p in all_pids if temp_dir in _cmdline(p)} | set(extra)
-    parents = {p: _ppid(p) for p in all_pids}
-    grew = True
-    while grew:
-        new = {p for p, pp in parents.items() if pp in found and p not in found}
-        found |= new
-        grew = bool(new)
-    return found
-
-
+# ---- listening sockets of processes, from /proc (no psutil) ----
 def _hex_ip(h):
     """An address of /proc/net/tcp{,6} (32-bit words in little-endian hex) as a string; an
     IPv4-mapped IPv6 address (``::ffff:a.b.c.d``) as its IPv4 address."""
@@ -105,7 +75,6 @@ def test_ray_equals_local_with_a_crashing_worker(ray_local, tmp_path):
     assert ips and all(ipaddress.ip_address(i).is_loopback for i in ips), ips
 
 
-@pytest.mark.slow
 def test_killed_actor_is_restarted_and_rejoins_and_stragglers_time_out(ray_local):
     from robustagg.backends.ray_backend import RayBackend
 
@@ -143,19 +112,13 @@ def test_killed_actor_is_restarted_and_rejoins_and_stragglers_time_out(ray_local
 def test_run_against_cluster_from_ray_start(tmp_path):
     """``ray start --head --node-ip-address=127.0.0.1`` in a subprocess, the CLI joins it by
     address, and the cluster's processes listen on 127.0.0.1 only; stopped by PID."""
-    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
-    port, temp = free_port(), short_temp_dir("ra_cl_")
-    env = ray_env()
-    subprocess.run([ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                    "--num-cpus=2", f"--object-store-memory={200 * 2**20}", f"--temp-dir={temp}",
-                    "--include-dashboard=false", "--disable-usage-stats"],
-                   env=env, check=True, capture_output=True, timeout=180)
+    address, temp = start_head()
     try:
         out = subprocess.run(
-            [sys.executable, "-m", "robustagg.training", f"address=127.0.0.1:{port}", "workers=4",
+            [sys.executable, "-m", "robustagg.training", f"address={address}", "workers=4",
              "byzantine=1", "rule=median", "model=logreg", "rounds=3", "progress=false",
              f"output_dir={tmp_path / 'run'}", 'backend_kwargs={"workers_per_actor": 2}'],
-            env=env, capture_output=True, text=True, timeout=300)
+            env=ray_env(), capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr[-3000:]
         assert "final accuracy" in out.stdout
         with open(tmp_path / "run" / "metrics.jsonl") as fh:
@@ -163,12 +126,4 @@ def test_run_against_cluster_from_ray_start(tmp_path):
         ips = listening_addresses(processes_of(temp))
         assert ips and all(ipaddress.ip_address(i).is_loopback for i in ips), ips
     finally:
-        pids = processes_of(temp)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        time.sleep(2)
-        for pid in processes_of(temp):
-            os.kill(pid, signal.SIGKILL)
+        stop_head(temp)

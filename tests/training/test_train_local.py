@@ -149,7 +149,7 @@ def test_config_errors_before_anything_starts():
         TrainConfig(optimizer="rmsprop")
     with pytest.raises(ValueError, match="needs byzantine >= 1"):
         TrainConfig(attack="gaussian", byzantine=0, rule="mean")
-    with pytest.raises(ValueError, match="unknown settings \\['wokers'\\]"):
+    with pytest.raises(ValueError, match="TrainConfig: unknown fields \\['wokers'\\]"):
         TrainConfig.from_dict({"wokers": 3})
 
 
