@@ -127,3 +127,13 @@ def test_run_against_cluster_from_ray_start(tmp_path):
         assert ips and all(ipaddress.ip_address(i).is_loopback for i in ips), ips
     finally:
         stop_head(temp)
+
+
+def test_joining_nothing_fails_fast():
+    from robustagg.backends.ray_cluster import connect, free_port
+
+    # without the port probe, ray.init would retry for minutes instead of raising
+    with pytest.raises(ConnectionError, match="no Ray cluster answers at address='127.0.0.1:"):
+        connect(f"127.0.0.1:{free_port()}", timeout_s=2.0)
+    with pytest.raises(ValueError, match='address must be "auto" or "host:port"'):
+        connect("localhost", timeout_s=1.0)
