@@ -234,7 +234,8 @@ template <typename Body>
 void parallel_columns(int64_t d, int threads, const Body& body) {
   constexpr int64_t kChunk = 1024;  // columns per work item: a multiple of every G * W
   const int64_t chunks = (d + kChunk - 1) / kChunk;
-  threads = static_cast<int>(std::clamp<int64_t>(chunks, 1, std::max(threads, 1)));
+  // A thread is worth waking for at least 32 chunks (~1M values at n = 32).
+  threads = static_cast<int>(std::clamp<int64_t>(chunks / 32, 1, std::max(threads, 1)));
 #pragma omp parallel num_threads(threads)
   {
     const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();

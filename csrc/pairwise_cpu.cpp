@@ -140,7 +140,9 @@ void pairwise(const T* x, int64_t n, int64_t d, double* out, int threads, Runner
   }
   const Job<T> job{x, n, d, block, (n + ti - 1) / ti};
   const int64_t items = blocks * job.tiles, nn = n * n;
-  threads = static_cast<int>(std::clamp<int64_t>(threads, 1, items));
+  // A thread is worth waking for at least ~4M pair-coordinates (about a millisecond).
+  const int64_t work = n * (n - 1) / 2 * std::max<int64_t>(d, 1);
+  threads = static_cast<int>(std::clamp<int64_t>(std::min<int64_t>(threads, work >> 22), 1, items));
   std::vector<double> acc(static_cast<size_t>(threads) * nn, 0.0);
 #pragma omp parallel num_threads(threads)
   {

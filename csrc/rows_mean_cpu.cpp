@@ -15,7 +15,7 @@ template <typename T>
 void rows_mean(const T* x, int64_t d, const int64_t* idx, int64_t m, T* out, int threads) {
   constexpr int64_t kChunk = 2048;  // 16 KiB of float64 accumulators: stays in L1
   const int64_t chunks = (d + kChunk - 1) / kChunk;
-  threads = static_cast<int>(std::clamp<int64_t>(chunks, 1, std::max(threads, 1)));
+  threads = static_cast<int>(std::clamp<int64_t>(chunks * m / 64, 1, std::max(threads, 1)));
   const double inv = static_cast<double>(m);
 #pragma omp parallel num_threads(threads)
   {

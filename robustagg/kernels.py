@@ -16,6 +16,8 @@ Contract shared by all paths:
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 try:  # the native extension is optional: without it everything runs on the torch path
@@ -24,8 +26,24 @@ except ImportError:  # pragma: no cover - exercised only when the build is missi
     _C = None
 
 
+_FORCE_TORCH = False
+
+
 def _has(name: str) -> bool:
-    return _C is not None and hasattr(_C, name)
+    return not _FORCE_TORCH and _C is not None and hasattr(_C, name)
+
+
+@contextlib.contextmanager
+def torch_path():
+    """Within the block every function here takes the pure-torch path (``backend`` says
+    "torch"), to compare the native kernels against it. Process-wide, not thread-safe: for
+    benchmarks and tests."""
+    global _FORCE_TORCH
+    old, _FORCE_TORCH = _FORCE_TORCH, True
+    try:
+        yield
+    finally:
+        _FORCE_TORCH = old
 
 
 def backend(device: torch.device | str = "cpu") -> str:
