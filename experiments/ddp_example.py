@@ -9,7 +9,9 @@
     python experiments/ddp_example.py bench --nproc 4               # overhead, ~1M parameters
 
 ``train``: an MLP on Fashion-MNIST (Debian's files, read offline), one shard per rank; the last
-rank is Byzantine and scales its loss (so its gradient) by ``--scale`` (default -10). For each
+rank is Byzantine and scales its loss (so its gradient) by ``--scale`` (default -10), or, with
+``--attack alie`` (any model attack of ``attacks``), every rank simulates that attack for the
+last rank after the gather (``robust_all_reduce(..., attack=, byzantine_ranks=)``). For each
 rule (``--rules``, default mean, median, krum) and for an honest run (mean, no Byzantine rank),
 every rank trains from the same initial parameters; rank 0 prints the test accuracy, whether
 all ranks ended with identical parameters, and plots the training loss
@@ -21,6 +23,7 @@ same run (interleaved), as ratios against the one-buffer ``all_reduce``. Each ti
 slowest rank's, median over ``--reps`` rounds.
 """
 import argparse
+import logging
 import os
 import socket
 import statistics
@@ -52,6 +55,10 @@ def parse(argv=None):
     p.add_argument("--rules", default="mean,median,krum", help="train: comma-separated")
     p.add_argument("--f", type=int, default=1, help="train: the rules' f")
     p.add_argument("--scale", type=float, default=-10.0, help="train: Byzantine gradient scale")
+    p.add_argument("--attack", default="scale",
+                   help="train: 'scale' (the last rank scales its own gradient), or a model "
+                        "attack of the attacks package (alie, ipm, sign_flip, ...) that every "
+                        "rank simulates for the last rank after the gather")
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=0.1)
@@ -82,31 +89,45 @@ def identical_on_all_ranks(model) -> bool:
     return bool(same.item())
 
 
+def simulated_attack(args, byzantine):
+    """The ``attack``/``byzantine_ranks`` arguments: none for 'scale' or an honest run."""
+    if not byzantine or args.attack == "scale":
+        return {}
+    import attacks
+    atk = attacks.attack(args.attack)
+    if getattr(atk, "kind", None) != "model":
+        raise SystemExit(f"--attack {args.attack}: only model attacks can be simulated here")
+    return {"attack": atk, "byzantine_ranks": [dist.get_world_size() - 1]}
+
+
 def train_one(args, data, shard, name, byzantine):
     rank, world = dist.get_rank(), dist.get_world_size()
     rule = RULES["mean" if name == "honest" else name](args.f)
+    sim = simulated_attack(args, byzantine)
+    scaled = byzantine and args.attack == "scale" and rank == world - 1
     model = build_model("mlp", data.input_shape, data.num_classes, seed=args.seed, hidden=(64,))
-    net = model
+    net, hook = model, None
     if args.entry == "ddp":
         from torch.nn.parallel import DistributedDataParallel as DDP
-        net = DDP(model)
-        net.register_comm_hook(None, comm_hook(rule, mode="whole"))
+        net, hook = DDP(model), comm_hook(rule, mode="whole", **sim)
+        net.register_comm_hook(None, hook)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr)
     loss_f = loss_fn(data.num_classes)
     g = torch.Generator().manual_seed(args.seed * 1000 + rank)
-    losses = []
+    losses, skipped = [], 0
     for _ in progress(range(args.steps), name):
         idx = shard[torch.randint(len(shard), (args.batch,), generator=g)]
         opt.zero_grad(set_to_none=True)
         loss = loss_f(net(data.x_train[idx]), data.y_train[idx])
-        (args.scale * loss if byzantine and rank == world - 1 else loss).backward()
+        (args.scale * loss if scaled else loss).backward()
         if args.entry == "all_reduce":
-            robust_all_reduce(model, rule)
+            skipped += not robust_all_reduce(model, rule, **sim)   # False: non-finite, no step
         opt.step()
         losses.append(loss.item())
     with torch.no_grad():
         acc = (model(data.x_test).argmax(1) == data.y_test).float().mean().item()
-    return acc, losses, identical_on_all_ranks(model)
+    skipped = hook.skipped if hook is not None else skipped
+    return acc, losses, skipped, identical_on_all_ranks(model)
 
 
 def train(args):
@@ -114,21 +135,25 @@ def train(args):
     data = load_dataset("fashion_mnist")
     shard = partition(data.y_train, world, "iid", seed=args.seed)[rank]
     runs = [("honest", False)] + [(r, True) for r in args.rules.split(",")]
-    log0(f"{world} ranks ({args.entry}); rank {world - 1} Byzantine (gradient x {args.scale}) "
-         f"except in 'honest'; {args.steps} steps of batch {args.batch}, lr {args.lr}")
+    how = f"gradient x {args.scale}" if args.attack == "scale" else f"simulated {args.attack}"
+    log0(f"{world} ranks ({args.entry}); rank {world - 1} Byzantine ({how}) except in 'honest'; "
+         f"{args.steps} steps of batch {args.batch}, lr {args.lr}")
+    # a diverging mean logs a warning per rank and step; the table counts them instead
+    logging.getLogger("robustagg").setLevel(logging.ERROR)
     rows, curves = [], {}
     for name, byzantine in runs:
-        acc, losses, same = train_one(args, data, shard, name, byzantine)
-        rows.append((name, acc, sum(losses[-10:]) / 10, same))
+        acc, losses, skipped, same = train_one(args, data, shard, name, byzantine)
+        rows.append((name, acc, sum(losses[-10:]) / 10, skipped, same))
         curves[name] = losses
-    log0(f"{'run':<10} {'test acc':>9} {'loss (last 10)':>15} {'ranks identical':>16}")
-    for name, acc, loss, same in rows:
-        log0(f"{name:<10} {acc:>9.4f} {loss:>15.4g} {str(same):>16}")
+    log0(f"{'run':<10} {'test acc':>9} {'loss (last 10)':>15} {'non-finite aggregates':>22} "
+         f"{'ranks identical':>16}")
+    for name, acc, loss, skipped, same in rows:
+        log0(f"{name:<10} {acc:>9.4f} {loss:>15.4g} {skipped:>22} {str(same):>16}")
     if rank == 0:
-        plot(curves, args.out)
+        plot(curves, args.out, f"{args.entry}, {how}")
 
 
-def plot(curves, out):
+def plot(curves, out, title):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -136,8 +161,9 @@ def plot(curves, out):
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, losses in curves.items():
         ax.plot(losses, label=name)
-    ax.set(xlabel="step", ylabel="rank 0 training loss", yscale="log",
-           title="One Byzantine rank, robust_all_reduce")
+    # a diverging run leaves through the top instead of squashing the others into one line
+    ax.set(xlabel="step", ylabel="rank 0 training loss (batch)", yscale="log",
+           ylim=(None, 10 * max(curves["honest"])), title=f"One Byzantine rank ({title})")
     ax.legend()
     path = os.path.join(out, "train_loss.png")
     fig.savefig(path, dpi=120, bbox_inches="tight")

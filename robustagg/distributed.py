@@ -82,11 +82,11 @@ def robust_all_reduce(params, rule: Rule, group=None, *, attack=None,
     """Aggregate the gradients of ``params`` over the ranks of ``group`` with ``rule``.
 
     ``params``: an ``nn.Module`` (its parameters that require grad) or an iterable of tensors,
-    the same on every rank. Each rank packs its ``.grad``'s into one vector ``Tensor[d + p]``
-    (see :mod:`robustagg.optim`: gradients, then per-parameter presence flags), one
-    ``all_gather`` collects ``Tensor[world, d + p]``, every rank computes ``rule`` on the
-    ``Tensor[world, d]`` block and writes the aggregate into each ``.grad``. A gradient that is
-    None on a rank counts as zeros; it stays None everywhere iff at most ``rule.f`` ranks have it.
+    the same on every rank. Each rank packs its ``.grad``'s into one vector ``Tensor[d]``
+    (see :mod:`robustagg.optim`), one ``all_gather`` collects ``Tensor[world, d]`` (a second,
+    tiny one the p per-parameter presence flags), every rank computes ``rule`` on it and writes
+    the aggregate into each ``.grad``. A gradient that is None on a rank counts as zeros; it
+    stays None everywhere iff at most ``rule.f`` ranks have it.
 
     ``rule.check(world)`` is enforced (``Krum needs n >= 2f + 3 workers, got n=4, f=1``).
     ``attack``/``byzantine_ranks`` simulate Byzantine ranks (module docstring).
@@ -100,12 +100,14 @@ def robust_all_reduce(params, rule: Rule, group=None, *, attack=None,
     world = _world_size(group, where)
     rule.check(world)
     byzantine = _check_byzantine(byzantine_ranks, attack, world, where)
-    buf = pack(params, [p.grad for p in params])
-    out, _ = _gather(buf, world, group, async_op=False)
-    rows = out.view(world, buf.numel())
+    vec, flags = pack(params, [p.grad for p in params])
+    all_flags, flags_work = _gather(flags, world, group, async_op=True)
+    out, _ = _gather(vec, world, group, async_op=False)
+    flags_work.wait()
+    rows = out.view(world, vec.numel())
     if byzantine:
-        _simulate(rows[:, :buf.numel() - len(params)], byzantine, attack, rule)
-    return aggregate_into(params, rows, rule)
+        _simulate(rows, byzantine, attack, rule)
+    return aggregate_into(params, rows, all_flags.view(world, -1), rule)
 
 
 def _layout(bucket) -> tuple:

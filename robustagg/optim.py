@@ -13,12 +13,14 @@ their sum or average by a robust rule before the wrapped optimizer steps::
 This module also holds the packing of parameter gradients into one vector, shared with
 :mod:`robustagg.distributed` (which gathers the same vectors from the ranks of a process group).
 
-Packed format (one source): ``Tensor[d + p]`` with the p parameters' gradients flattened in
-order (``d = Σ numel``, zeros where a gradient is None), followed by p presence flags (1 where
-the source had a gradient, 0 where it was None), in the promoted floating dtype of the
-parameters. A parameter's aggregated gradient is None iff at most ``rule.f`` sources had one
+Packed format (one source): ``(Tensor[d], uint8 Tensor[p])``: the p parameters' gradients
+flattened in order (``d = Σ numel``, zeros where a gradient is None) in the promoted floating
+dtype of the parameters, and p presence flags (1 where the source had a gradient, 0 where it
+was None). A parameter's aggregated gradient is None iff at most ``rule.f`` sources had one
 (so Byzantine sources alone can neither create nor keep a gradient that no honest source has);
 otherwise sources without a gradient for it count as zeros, as in DDP for unused parameters.
+The flags are kept apart so that the rule gets a contiguous ``Tensor[n, d]`` (the native Krum
+kernel is ~4x slower on a strided view, measured).
 """
 from __future__ import annotations
 
@@ -72,17 +74,19 @@ def packed_dtype(params: Sequence[torch.Tensor]) -> torch.dtype:
     return dtype
 
 
-def pack(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None]) -> torch.Tensor:
-    """``grads`` (one per parameter, None allowed) in the packed format ``Tensor[d + p]``."""
+def pack(params: Sequence[torch.Tensor],
+         grads: Sequence[torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``grads`` (one per parameter, None allowed) in the packed format
+    ``(Tensor[d], uint8 Tensor[p])``."""
     d = sum(p.numel() for p in params)
-    out = torch.zeros(d + len(params), dtype=packed_dtype(params), device=params[0].device)
+    vec = torch.zeros(d, dtype=packed_dtype(params), device=params[0].device)
     offset = 0
-    for i, (p, g) in enumerate(zip(params, grads)):
+    for p, g in zip(params, grads):
         if g is not None:
-            out[offset:offset + p.numel()].copy_(g.reshape(-1))
-            out[d + i] = 1
+            vec[offset:offset + p.numel()].copy_(g.reshape(-1))
         offset += p.numel()
-    return out
+    flags = torch.tensor([g is not None for g in grads], dtype=torch.uint8, device=vec.device)
+    return vec, flags
 
 
 def all_finite(t: torch.Tensor) -> bool:
@@ -92,14 +96,14 @@ def all_finite(t: torch.Tensor) -> bool:
     return bool(torch.isfinite(lo) & torch.isfinite(hi))
 
 
-def aggregate_into(params: Sequence[torch.Tensor], rows: torch.Tensor, rule: Rule) -> bool:
-    """Aggregate ``rows: Tensor[n, d + p]`` (packed sources) with ``rule`` and write the result
-    into the parameters' ``.grad``. Returns True; if the aggregate is not finite (the mean with
+def aggregate_into(params: Sequence[torch.Tensor], rows: torch.Tensor, flags: torch.Tensor,
+                   rule: Rule) -> bool:
+    """Aggregate ``rows: Tensor[n, d]`` (packed sources, with their presence ``flags[n, p]``)
+    with ``rule`` and write the result into the parameters' ``.grad``. Returns True; if the aggregate is not finite (the mean with
     a non-finite source, or more than f bad sources) every ``.grad`` is set to None instead,
     so that ``optimizer.step()`` leaves the parameters unchanged, and returns False."""
-    d = rows.shape[1] - len(params)
-    present = (rows[:, d:] > 0.5).sum(dim=0) > rule.f     # NaN flags count as absent
-    agg = rule(rows[:, :d])
+    present = (flags != 0).sum(dim=0) > rule.f
+    agg = rule(rows)
     if not all_finite(agg):
         log.warning("%r gave a non-finite aggregate from %d sources; gradients set to None, "
                     "step skipped", rule, rows.shape[0])
@@ -157,7 +161,7 @@ class RobustOptimizer:
             raise ValueError(f"RobustOptimizer: {len(param_names)} param_names for "
                              f"{len(self.params)} parameters")
         self.param_names = None if param_names is None else list(param_names)
-        self._sources: list[torch.Tensor] = []
+        self._sources: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     @property
     def param_groups(self):
@@ -186,26 +190,29 @@ class RobustOptimizer:
     def step(self, grads: Sequence | None = None) -> bool:
         """Aggregate the collected sources (or ``grads``, see the class docstring), write the
         result into ``.grad`` and step the inner optimizer. Returns False (and skips the
-        inner step) if the aggregate is not finite. Collected sources are consumed."""
+        inner step) if the aggregate is not finite. Collected sources are consumed (kept if n
+        does not fit the rule, which raises)."""
         if grads is None:
             if not self._sources:
                 raise ValueError("RobustOptimizer.step: no sources; call collect() after each "
                                  "backward, or pass step(grads=[...])")
-            rows = torch.stack(self._sources)
-            self._sources = []
+            sources = self._sources
         else:
-            rows = torch.stack([self._pack_source(i, s) for i, s in enumerate(grads)])
-        n = rows.shape[0]
+            sources = [self._pack_source(i, s) for i, s in enumerate(grads)]
+        n = len(sources)
         if self.n_sources is not None and n != self.n_sources:
             raise ValueError(f"RobustOptimizer: expected n_sources={self.n_sources} sources, "
                              f"got {n}")
         self.rule.check(n)
-        if not aggregate_into(self.params, rows, self.rule):
+        if grads is None:
+            self._sources = []
+        rows, flags = (torch.stack(t) for t in zip(*sources))
+        if not aggregate_into(self.params, rows, flags, self.rule):
             return False
         self.optimizer.step()
         return True
 
-    def _pack_source(self, i: int, source) -> torch.Tensor:
+    def _pack_source(self, i: int, source) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(source, Mapping):
             if self.param_names is None:
                 raise ValueError("RobustOptimizer: gradient dicts need parameter names; pass "

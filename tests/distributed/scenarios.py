@@ -90,21 +90,29 @@ def rar_scenarios(rank, world):
     model, (x, y) = Net(), shard(rank)
     ((model(x, rank) - y) ** 2).mean().backward()
     mine = torch.cat([model.lin.weight.grad.reshape(-1), model.lin.bias.grad])
-    attack = lambda honest, f, rule: -20.0 * honest.mean(0, keepdim=True).expand(f, -1)  # noqa: E731
+
+    def attack(honest, f, rule):
+        return -20.0 * honest.mean(0, keepdim=True).expand(f, -1)
+
     robust_all_reduce(model.lin, ra.CoordinateMedian(f=1), attack=attack, byzantine_ranks=[BYZ])
     out["sim"] = {"local": mine,
                   "agg": torch.cat([model.lin.weight.grad.reshape(-1), model.lin.bias.grad])}
 
+    out["errors"] = _errors(lambda: robust_all_reduce(model, ra.Krum(f=2)),
+                            lambda: robust_all_reduce(model, ra.Mean(), byzantine_ranks=[5],
+                                                      attack=attack))
+    return out
+
+
+def _errors(*calls):
+    """The ValueError message of each call (each must raise one)."""
     errors = []
-    for call in (lambda: robust_all_reduce(model, ra.Krum(f=2)),
-                 lambda: robust_all_reduce(model, ra.Mean(), byzantine_ranks=[5],
-                                           attack=attack)):
+    for call in calls:
         try:
             call()
         except ValueError as e:
             errors.append(str(e))
-    out["errors"] = errors
-    return out
+    return errors
 
 
 
@@ -128,7 +136,8 @@ def _train_mlp(rank, model, step_grads, steps=4):
 
 
 def _ddp(rank, hook):
-    """Train under DDP (buckets of at most 100 bytes: several per model); returns (params, bucket indices seen)."""
+    """Train under DDP (buckets of at most 100 bytes: several per model); returns
+    (params, bucket indices seen)."""
     model = DDP(_mlp(), bucket_cap_mb=1e-4)
     seen = []
     if hook is not None:
@@ -156,13 +165,8 @@ def ddp_scenarios(rank, world):
     out["ddp_cc_bucket"], _ = _ddp(rank, cc)
     out["cc_centers"] = {key[0]: rule.center.numel() for key, rule in cc.bucket_rules.items()
                          if len(key[1]) < 4}          # the buckets after DDP's re-bucketing
-    errors = []
-    for make in (lambda: comm_hook(ra.Krum(f=2)), lambda: comm_hook(ra.Mean(), mode="layer")):
-        try:
-            make()
-        except ValueError as e:
-            errors.append(str(e))
-    out["errors"] = errors
+    out["errors"] = _errors(lambda: comm_hook(ra.Krum(f=2)),
+                            lambda: comm_hook(ra.Mean(), mode="layer"))
     return out
 
 

@@ -1,9 +1,10 @@
 """Run a function on ``world`` gloo ranks on 127.0.0.1 and collect what each rank returns.
 
 ``run_ranks(fn, world, *args)`` spawns ``world`` processes; rank r runs ``fn(rank, world,
-*args)`` inside an initialised gloo process group (one CPU thread per rank, a free loopback
-port per call) and its return value (tensors, numbers, lists, dicts) comes back in a list
-indexed by rank. A rank that raises fails the call with its traceback.
+*args)`` inside an initialised gloo (or, with ``backend="nccl"``, NCCL on GPU r) process group
+(one CPU thread per rank, a free loopback port per call) and its return value (tensors,
+numbers, lists, dicts) comes back in a list indexed by rank. A rank that raises fails the
+call with its traceback.
 """
 import os
 import socket
@@ -20,10 +21,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank_main(rank, world, port, out_dir, fn, args):
+def _rank_main(rank, world, port, out_dir, backend, fn, args):
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"    # keep gloo on the loopback interface
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=world)
     try:
         result = fn(rank, world, *args)
@@ -33,9 +36,9 @@ def _rank_main(rank, world, port, out_dir, fn, args):
     torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
-def run_ranks(fn, world: int, *args) -> list:
+def run_ranks(fn, world: int, *args, backend: str = "gloo") -> list:
     with tempfile.TemporaryDirectory(prefix="ra_dist_") as out_dir:
-        mp.spawn(_rank_main, args=(world, free_port(), out_dir, fn, args), nprocs=world,
-                 join=True)
+        mp.spawn(_rank_main, args=(world, free_port(), out_dir, backend, fn, args),
+                 nprocs=world, join=True)
         return [torch.load(os.path.join(out_dir, f"rank{r}.pt"), weights_only=True)
                 for r in range(world)]

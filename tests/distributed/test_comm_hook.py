@@ -3,7 +3,7 @@ robust_all_reduce and plain DDP trained on the same data from the same initial p
 import pytest
 import torch
 
-from .scenarios import BYZ, WORLD
+from .scenarios import WORLD
 
 
 @pytest.fixture(scope="module")
