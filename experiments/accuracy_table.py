@@ -1,6 +1,7 @@
-"""Final test accuracy of Mean, Median, Krum, MultiKrum, TrimmedMean under no attack, Gaussian,
-sign flip, ALIE and IPM, on the default setting (digits, MLP, 10 workers, 2 Byzantine), one
-seed. Prints a Markdown table and writes it, with the raw numbers, to ``--out``.
+"""Final test accuracy (and test loss) of Mean, Median, Krum, MultiKrum, TrimmedMean under no
+attack, Gaussian, sign flip, ALIE and IPM, on the default setting (digits, MLP, 10 workers,
+2 Byzantine), one seed. Prints Markdown tables and writes them, with the raw numbers, to
+``--out``.
 
     python -m experiments.accuracy_table                       # in-process workers (fast)
     python -m experiments.accuracy_table --backend ray         # the same on a local Ray
@@ -30,24 +31,31 @@ def main(argv=None):
     from robustagg.training import TrainConfig, train
 
     extra = {} if args.rounds is None else {"rounds": args.rounds}
-    acc, t0 = {}, time.perf_counter()
+    acc, loss, t0 = {}, {}, time.perf_counter()
     cells = [(r, a) for r in RULES for a in ATTACKS]
     for rule, attack in tqdm(cells, desc="cells"):
         cfg = TrainConfig(rule=rule, attack=attack, seed=args.seed, backend=args.backend,
                           progress=False, output_dir=os.path.join(args.out, f"{rule}-{attack}"),
                           **extra)
-        acc[f"{rule}/{attack}"] = train(cfg).final_accuracy
-    lines = ["| rule | " + " | ".join(ATTACKS) + " |", "|---" * (len(ATTACKS) + 1) + "|"]
-    lines += [f"| {r} | " + " | ".join(f"{acc[f'{r}/{a}']:.3f}" for a in ATTACKS) + " |"
-              for r in RULES]
-    table = "\n".join(lines)
+        res = train(cfg)
+        acc[f"{rule}/{attack}"] = res.final_accuracy
+        loss[f"{rule}/{attack}"] = res.summary["final_test_loss"]
+
+    def markdown(values, fmt):
+        lines = ["| rule | " + " | ".join(ATTACKS) + " |", "|---" * (len(ATTACKS) + 1) + "|"]
+        lines += [f"| {r} | " + " | ".join(fmt(values[f"{r}/{a}"]) for a in ATTACKS) + " |"
+                  for r in RULES]
+        return "\n".join(lines)
+
+    table = (f"final test accuracy\n\n{markdown(acc, '{:.3f}'.format)}\n\n"
+             f"final test loss\n\n{markdown(loss, '{:.3g}'.format)}")
     print(table)
     print(f"({len(cells)} runs, {time.perf_counter() - t0:.0f} s, backend={args.backend}, "
           f"seed={args.seed})")
     with open(os.path.join(args.out, "table.md"), "w") as fh:
         fh.write(table + "\n")
     with open(os.path.join(args.out, "accuracy.json"), "w") as fh:
-        json.dump(acc, fh, indent=1)
+        json.dump({"accuracy": acc, "test_loss": loss}, fh, indent=1)
 
 
 if __name__ == "__main__":

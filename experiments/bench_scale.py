@@ -78,23 +78,27 @@ def cell(n, d, rounds, rule, max_actors, out):
 
 
 def plot(rows, path):
+    """Stacked bars of the split, one panel per d (linear scales: the panels differ ~10x)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     parts = ["compute_s", "transport_s", "aggregation_s", "step_s"]
-    labels = [f"n={r['n']}\nd={r['d']:.0e}" for r in rows]
-    fig, ax = plt.subplots(figsize=(1.3 * len(rows) + 2, 4))
-    bottom = [0.0] * len(rows)
-    for p in parts:
-        vals = [r[p] for r in rows]
-        ax.bar(labels, vals, bottom=bottom, label=p[:-2])
-        bottom = [b + v for b, v in zip(bottom, vals)]
-    ax.set_ylabel("seconds per round")
-    ax.set_yscale("log" if max(bottom) / max(min(bottom), 1e-9) > 50 else "linear")
-    ax.set_title("Round time split (Ray, one machine)")
-    ax.legend()
+    dims = sorted({r["d"] for r in rows})
+    fig, axes = plt.subplots(1, len(dims), figsize=(4.5 * len(dims), 4), squeeze=False)
+    for ax, d in zip(axes[0], dims):
+        sub = [r for r in rows if r["d"] == d]
+        labels = [f"n={r['n']}" for r in sub]
+        bottom = [0.0] * len(sub)
+        for p in parts:
+            vals = [r[p] for r in sub]
+            ax.bar(labels, vals, bottom=bottom, label=p[:-2])
+            bottom = [b + v for b, v in zip(bottom, vals)]
+        ax.set_title(f"d = {d:,}")
+        ax.set_ylabel("seconds per round")
+    axes[0][0].legend()
+    fig.suptitle("Round time split (Ray, one machine)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
