@@ -35,7 +35,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import robustagg as ra
-from robustagg.distributed import comm_hook, robust_all_reduce
+from robustagg.distributed import comm_hook, init_loopback_group, robust_all_reduce
 from robustagg.training.data import load_dataset, partition
 from robustagg.training.models import build_model, loss_fn
 
@@ -237,33 +237,34 @@ def bench(args):
         log0(f"{label:<52} {1e3 * t:>9.2f} {t / base:>7.2f}")
 
 
-def run(args):
+def run(args, rank=None):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo")   # env:// (torchrun, or _spawned below)
+    if rank is None:   # under torchrun: env:// (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)
+        dist.init_process_group("gloo")
+    else:              # spawned below: every socket on 127.0.0.1
+        init_loopback_group(rank, args.nproc, args.port)
     try:
         train(args) if args.task == "train" else bench(args)
     finally:
         dist.destroy_process_group()
 
 
-def _spawned(rank, world, args):
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    run(args)
+def _spawned(rank, args):
+    run(args, rank)
 
 
 def main(argv=None):
     args = parse(argv)
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")   # gloo on the loopback interface only
     if args.nproc is None:
         if "RANK" not in os.environ:
             sys.exit("launch with torchrun, or pass --nproc N to spawn N ranks here")
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")   # gloo on the loopback interface
         run(args)
         return
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    mp.spawn(_spawned, args=(args.nproc, args), nprocs=args.nproc, join=True)
+        args.port = s.getsockname()[1]
+    mp.spawn(_spawned, args=(args,), nprocs=args.nproc, join=True)
 
 
 if __name__ == "__main__":

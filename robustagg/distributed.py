@@ -10,7 +10,7 @@ Two entry points, both for an already initialised process group (gloo on CPU, NC
 
 Every rank gathers the same rows and runs the same deterministic rule on them, so all ranks
 write the same aggregate and keep identical parameters; a Byzantine rank influences the result
-only through its row, as far as the rule allows. The gathered buffer has the dtype and size
+only through its row, as far as the rule allows. The gathered buffers have the dtype and size
 this rank declares (a rank with a different model size makes the collective fail), so what
 arrives from other ranks is plain numbers: never unpickled, and NaN/Inf are left to the rule.
 
@@ -20,7 +20,11 @@ and every rank replaces the rows of ``byzantine_ranks`` with its output after th
 attack must be deterministic or seeded identically on every rank, or the ranks diverge.
 """
 import copy
+import datetime
 import logging
+import os
+import socket
+import sys
 from collections.abc import Sequence
 
 import torch
@@ -30,6 +34,29 @@ from .optim import aggregate_into, all_finite, check_rule, pack, params_of
 from .rules import Rule
 
 log = logging.getLogger(__name__)
+
+
+def init_loopback_group(rank: int, world_size: int, port: int, backend: str = "gloo",
+                        timeout_s: float = 300.0) -> None:
+    """Initialise the default process group of ``world_size`` processes on this machine with
+    every socket on 127.0.0.1: rank 0 binds the rendezvous store's socket to 127.0.0.1:``port``
+    itself (``init_method="tcp://127.0.0.1:port"`` would make torch's TCPStore listen on every
+    interface) and gloo is pinned to the loopback interface (``GLOO_SOCKET_IFNAME``, unless
+    set). For tests and single-machine runs; multi-machine jobs initialise as usual."""
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo" if sys.platform.startswith("linux")
+                          else "lo0")
+    timeout = datetime.timedelta(seconds=timeout_s)
+    if rank == 0:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(world_size)
+        store = dist.TCPStore("127.0.0.1", port, world_size, True, timeout,
+                              master_listen_fd=sock.detach())   # the store owns the socket
+    else:
+        store = dist.TCPStore("127.0.0.1", port, world_size, False, timeout)
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
+                            timeout=timeout)
 
 
 def _world_size(group, where: str) -> int:

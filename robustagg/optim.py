@@ -99,9 +99,10 @@ def all_finite(t: torch.Tensor) -> bool:
 def aggregate_into(params: Sequence[torch.Tensor], rows: torch.Tensor, flags: torch.Tensor,
                    rule: Rule) -> bool:
     """Aggregate ``rows: Tensor[n, d]`` (packed sources, with their presence ``flags[n, p]``)
-    with ``rule`` and write the result into the parameters' ``.grad``. Returns True; if the aggregate is not finite (the mean with
-    a non-finite source, or more than f bad sources) every ``.grad`` is set to None instead,
-    so that ``optimizer.step()`` leaves the parameters unchanged, and returns False."""
+    with ``rule`` and write the result into the parameters' ``.grad``. Returns True; if the
+    aggregate is not finite (the mean with a non-finite source, or more than f bad sources)
+    every ``.grad`` is set to None instead, so that ``optimizer.step()`` leaves the parameters
+    unchanged, and returns False."""
     present = (flags != 0).sum(dim=0) > rule.f
     agg = rule(rows)
     if not all_finite(agg):

@@ -14,6 +14,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from robustagg.distributed import init_loopback_group
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -22,12 +24,10 @@ def free_port() -> int:
 
 
 def _rank_main(rank, world, port, out_dir, backend, fn, args):
-    os.environ["GLOO_SOCKET_IFNAME"] = "lo"    # keep gloo on the loopback interface
     torch.set_num_threads(1)
     if backend == "nccl":
         torch.cuda.set_device(rank)
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world)
+    init_loopback_group(rank, world, port, backend)
     try:
         result = fn(rank, world, *args)
         dist.barrier()
