@@ -256,7 +256,7 @@ def figures(cells, tables, out_dir: Path) -> dict:
             ("influence", [BYZ_SHARE, HONEST_DIST],
              [f"Byzantine share of selected\n(mean of {SMOOTH} rounds)", "‖aggregate − honest mean‖"]),
         ]:
-            fig, axes = plt.subplots(len(keys), len(attacks), squeeze=False, sharex=True,
+            fig, axes = plt.subplots(len(keys), len(attacks), squeeze=False, sharex=True, sharey="row",
                                      figsize=(3.2 * len(attacks) + 1, 2.6 * len(keys) + 0.6))
             drawn = False
             for j, attack in enumerate(attacks):
@@ -277,10 +277,12 @@ def figures(cells, tables, out_dir: Path) -> dict:
                         ax.set_ylabel(ylabels[i])
                     if key == HONEST_DIST and ax.lines:
                         ax.set_yscale("log")
+                    if key == ACCURACY:
+                        ax.set_ylim(0, 1)
                     if i == len(keys) - 1:
                         ax.set_xlabel("round")
             if drawn:
-                handles, labels = _legend(axes)
+                handles, labels = _legend(axes, rules)
                 fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8)
                 fig.tight_layout(rect=(0, 0.08, 1, 1))
                 name = f"{kind}_{slug}.png"
@@ -290,13 +292,14 @@ def figures(cells, tables, out_dir: Path) -> dict:
     return dict(out)
 
 
-def _legend(axes):
+def _legend(axes, order):
     seen = {}
     for row in axes:
         for ax in row:
             for h, lab in zip(*ax.get_legend_handles_labels()):
                 seen.setdefault(lab, h)
-    return list(seen.values()), list(seen)
+    labels = [r for r in order if r in seen]
+    return [seen[r] for r in labels], labels
 
 
 def report(sweep_dir, out_dir=None, plots=True) -> Path:
