@@ -115,18 +115,21 @@ class RayBackend(Backend):
         for r in ready:
             i = refs[r]
             try:
-                grad, loss, secs = ray.get(r)
+                answer = ray.get(r)
             except ray.exceptions.ActorUnavailableError:
                 out.errors[i] = "restarting (actor being restarted by Ray)"
                 continue
             except ray.exceptions.RayError as e:
                 out.errors[i] = f"crashed ({type(e).__name__})"
                 continue
-            g = check_gradient(grad, d)
+            g = None
+            if isinstance(answer, tuple) and len(answer) == 3 and \
+                    all(isinstance(v, float) for v in answer[1:]):
+                g = check_gradient(answer[0], d)
             if g is None:
-                out.errors[i] = "malformed gradient"
+                out.errors[i] = "malformed answer"
                 continue
-            out.grads[i], out.losses[i], out.compute_s[i] = g, float(loss), float(secs)
+            out.grads[i], out.losses[i], out.compute_s[i] = g, answer[1], answer[2]
         for r in pending:
             out.errors[refs[r]] = f"timeout (> {timeout_s} s)"
             ray.cancel(r)  # drops it if still queued; a running call finishes and is ignored
