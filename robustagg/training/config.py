@@ -39,8 +39,9 @@ def _pre_entry(entry):
 
 @dataclass
 class TrainConfig:
-    """Settings of one run. Objects (a Rule, a dataset, an nn.Module factory) may replace the
-    names of ``rule``, ``dataset`` and ``model`` for in-process and Ray backends."""
+    """Settings of one run. Objects (a Rule, an Attack, a dataset, an nn.Module factory) may
+    replace the names of ``rule``, ``attack``, ``dataset`` and ``model`` for in-process and Ray
+    backends."""
 
     # data and model
     dataset: object = "digits"
@@ -56,7 +57,7 @@ class TrainConfig:
     rule: object = "krum"
     rule_kwargs: dict = field(default_factory=dict)
     pre: list = field(default_factory=list)
-    attack: str = "none"
+    attack: object = "none"          # a name of attacks.available_attacks(), or an Attack
     attack_kwargs: dict = field(default_factory=dict)
     # optimization
     rounds: int = 100
@@ -137,7 +138,8 @@ class TrainConfig:
         return ra.Pipeline(pre=pre, rule=rule)
 
     def build_attack(self):
-        """The attack object (``attacks.attack(name, **attack_kwargs)``), or None for "none"."""
+        """The attack object (``attacks.attack(name, **attack_kwargs)``, or a copy of the
+        ``Attack`` given), or None for "none"."""
         return make_attack(self.attack, self.attack_kwargs, self.seed)
 
     @property
@@ -151,7 +153,7 @@ class TrainConfig:
 
         pre = "+".join(n for n, _ in self.pre)
         rule = f"{pre}+{label(self.rule)}" if pre else label(self.rule)
-        return (f"{label(self.dataset)}-{label(self.model)}-{rule}-{self.attack}"
+        return (f"{label(self.dataset)}-{label(self.model)}-{rule}-{label(self.attack)}"
                 f"-n{self.workers}f{self.byzantine}-s{self.seed}")
 
     @property

@@ -9,6 +9,7 @@ that rebuilds its state every round returns the same gradient as a long-lived on
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import inspect
 import time
@@ -52,11 +53,16 @@ def build_named(factory, name, kwargs, defaults):
     return factory(name, **kwargs, **extra) if extra else obj
 
 
-def make_attack(name: str, kwargs: dict, seed: int = 0):
-    """``attacks.attack(name, **kwargs)`` (seeded with ``seed`` unless kwargs give one), or
-    None for ``"none"``."""
-    if name in (None, "none"):
+def make_attack(name, kwargs: dict, seed: int = 0):
+    """``attacks.attack(name, **kwargs)`` (seeded with ``seed`` unless kwargs give one), None
+    for ``"none"``, or a deep copy of ``name`` when it is already an attack object (every
+    holder gets its own generator state)."""
+    if name is None or (isinstance(name, str) and name == "none"):
         return None
+    if not isinstance(name, str):
+        if kwargs:
+            raise ValueError(f"attack_kwargs={kwargs!r} go with an attack name, not with {name!r}")
+        return copy.deepcopy(name)
     import attacks
 
     return build_named(attacks.attack, name, kwargs, {"seed": seed})

@@ -159,3 +159,14 @@ def test_cli_bound_error_without_ray():
             "    print(e)\nprint('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.splitlines() == ["error: Krum needs n >= 2f + 3 workers, got n=6, f=2", "False"]
+
+
+def test_attack_object_equals_attack_name(tmp_path):
+    import attacks
+
+    by_name = run(tmp_path, "n", rule="mean", attack="gaussian", attack_kwargs={"std": 0.1},
+                  rounds=3)
+    by_object = run(tmp_path, "o", rule="mean", attack=attacks.Gaussian(std=0.1, seed=0), rounds=3)
+    assert torch.equal(by_name.params, by_object.params)
+    crash = run(tmp_path, "c", rule="median", attack=attacks.Crash(round=1), rounds=2)
+    assert [len(r["omitted"]) for r in crash.history] == [0, 2]
