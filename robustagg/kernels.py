@@ -107,37 +107,51 @@ def pairwise_sq_distances(x: torch.Tensor) -> torch.Tensor:
     b = backend(x.device)
     if b == "cpp":
         return _C.pairwise_sq_distances_cpu(x)
-    if b == "cuda":
+    if b == "cuda" and x.dtype == torch.float32:  # float64 keeps float64 arithmetic: torch
         return _C.pairwise_sq_distances_cuda(x)
     return pairwise_sq_distances_torch(x)
 
 
-# The native order-statistics kernel holds n vectors of a column group at once (n <= 256).
-_ORDER_STAT_MAX_N = 256
+# The native order-statistics kernels hold the n values of a column at once: n <= 256 on the
+# CPU (a sorting network over vector registers), n <= 64 on the GPU (one thread per column).
+_ORDER_STAT_MAX_N = {"cpp": 256, "cuda": 64}
 
 
 def _native_cpu(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and _has("pairwise_sq_distances_cpu")
 
 
+def _native_cuda(x: torch.Tensor) -> bool:
+    return x.device.type == "cuda" and x.dtype == torch.float32 and _has("rows_mean_cuda")
+
+
+def _order_stat_mean(x: torch.Tensor, lo: int, hi: int):
+    """The native kernel's result, or None where none serves ``x``."""
+    n = x.shape[0]
+    if _native_cpu(x) and n <= _ORDER_STAT_MAX_N["cpp"]:
+        return _C.order_stat_mean_cpu(x, lo, hi)
+    if _native_cuda(x) and n <= _ORDER_STAT_MAX_N["cuda"]:
+        return _C.order_stat_mean_cuda(x, lo, hi)
+    return None
+
+
 def coordinate_median(x: torch.Tensor) -> torch.Tensor:
     """Coordinate-wise median of ``x[n, d]`` (see module doc)."""
     n = x.shape[0]
-    if _native_cpu(x) and n <= _ORDER_STAT_MAX_N:
-        return _C.order_stat_mean_cpu(x, (n - 1) // 2, n // 2)
-    return coordinate_median_torch(x)
+    out = _order_stat_mean(x, (n - 1) // 2, n // 2)
+    return coordinate_median_torch(x) if out is None else out
 
 
 def trimmed_mean(x: torch.Tensor, f: int) -> torch.Tensor:
     """Coordinate-wise f-trimmed mean of ``x[n, d]`` (see module doc)."""
-    n = x.shape[0]
-    if _native_cpu(x) and n <= _ORDER_STAT_MAX_N:
-        return _C.order_stat_mean_cpu(x, f, n - f - 1)
-    return trimmed_mean_torch(x, f)
+    out = _order_stat_mean(x, f, x.shape[0] - f - 1)
+    return trimmed_mean_torch(x, f) if out is None else out
 
 
 def rows_mean(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """Mean of the rows ``idx`` of ``x[n, d]``."""
     if _native_cpu(x):
         return _C.rows_mean_cpu(x, idx)
+    if _native_cuda(x):
+        return _C.rows_mean_cuda(x, idx)
     return rows_mean_torch(x, idx)
