@@ -48,6 +48,7 @@ class GridSweeperConf:
     params: Optional[Dict[str, str]] = None
     grids: List[Dict[str, str]] = field(default_factory=list)
     dry_run: bool = False  # compose, check and list the cells, run none
+    skip_infeasible: bool = False  # leave out (and list) cells whose rule bound fails, not stop
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="grid", node=GridSweeperConf)
@@ -95,9 +96,10 @@ class GridSweeper(Sweeper):
     """Hydra's basic sweeper over the union of ``grids``, skipping finished cells."""
 
     def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None,
-                 grids: Optional[List[Dict[str, str]]] = None, dry_run: bool = False) -> None:
+                 grids: Optional[List[Dict[str, str]]] = None, dry_run: bool = False,
+                 skip_infeasible: bool = False) -> None:
         super().__init__()
-        self.dry_run = dry_run
+        self.dry_run, self.skip_infeasible = dry_run, skip_infeasible
         self.max_batch_size = max_batch_size
         self.params = dict(params or {})
         self.grids = [dict(g) for g in (grids or [])] or [{}]
@@ -134,20 +136,30 @@ class GridSweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
 
-        todo, skipped, names = [], [], []
+        todo, skipped, names, infeasible = [], [], [], []
         for job in self.cells(arguments):
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
             name = str(cfg.hydra.sweep.subdir)
-            preflight(cfg, where=f"cell {name}")
+            try:
+                preflight(cfg, where=f"cell {name}")
+            except ValueError as e:
+                if not self.skip_infeasible:
+                    raise
+                infeasible.append(str(e))
+                continue
             names.append(name)
             if is_finished(sweep_dir / name, task_config(cfg)):
                 skipped.append(name)
             else:
                 todo.append((name, job))
         (sweep_dir / SWEEP_INDEX).write_text(json.dumps(
-            {"cells": names, "skipped": skipped, "to_run": [n for n, _ in todo]}, indent=1))
+            {"cells": names, "skipped": skipped, "to_run": [n for n, _ in todo],
+             "infeasible": infeasible}, indent=1))
+        for reason in infeasible:
+            print(f"left out: {reason}")
         print(f"sweep {sweep_dir}: {len(names)} cells, {len(skipped)} finished (skipped), "
-              f"{len(todo)} to run", flush=True)
+              f"{len(todo)} to run" + (f", {len(infeasible)} infeasible left out" if infeasible else ""),
+              flush=True)
         if self.dry_run:
             print("\n".join(f"  {n}" for n, _ in todo))
             return []

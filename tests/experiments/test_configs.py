@@ -136,3 +136,23 @@ def test_attack_by_target_is_refused_clearly(compose):
     cfg["attack"] = {"_target_": "attacks.Gaussian", "std": 1.0}
     with pytest.raises(ValueError, match="attacks by registered name"):
         train_config(cfg)
+
+
+def test_a_users_model_plugs_in_by_target(compose, tmp_path, monkeypatch):
+    (tmp_path / "my_models.py").write_text(textwrap.dedent("""
+        from torch import nn
+
+        def tiny(input_shape, num_classes, hidden=4):
+            return nn.Sequential(nn.Flatten(), nn.Linear(input_shape[0], hidden), nn.ReLU(),
+                                 nn.Linear(hidden, num_classes))
+    """))
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "tiny.yaml").write_text("_target_: my_models.tiny\nhidden: 8\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = compose("model=tiny", "model.hidden=3", f"hydra.searchpath=[file://{tmp_path / 'conf'}]")
+    tc = train_config(task_config(cfg))
+    assert tc.model.__name__ == "tiny" and tc.model_kwargs == {"hidden": 3}
+    from robustagg.training.models import build_model
+
+    net = build_model(tc.model, (64,), 10, **tc.model_kwargs)
+    assert sum(p.numel() for p in net.parameters()) == 64 * 3 + 3 + 3 * 10 + 10

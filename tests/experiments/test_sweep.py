@@ -79,6 +79,13 @@ def test_a_bad_cell_stops_the_sweep_before_any_cell_runs(cli, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Krum needs n >= 2f + 3 workers, got n=6, f=2" in err and "cell " in err
     assert not sweep.exists() or cell_dirs(sweep) == []
+    # or, asked to, it leaves such cells out and says which
+    cli("-m", "workers=10,6", "rule=krum", "byzantine=2", "backend=local", "rounds=2",
+        "hydra.sweeper.skip_infeasible=true", "hydra.sweeper.dry_run=true", f"hydra.sweep.dir={sweep}")
+    assert "1 cells, 0 finished (skipped), 1 to run, 1 infeasible left out" in capsys.readouterr().out
+    index = json.loads((sweep / "sweep.json").read_text())
+    assert [c.split(",")[-1] for c in index["cells"]] == ["workers=10"]
+    assert len(index["infeasible"]) == 1 and "got n=6, f=2" in index["infeasible"][0]
 
 
 def test_study_preset_composes_every_cell(cli, tmp_path, capsys):
