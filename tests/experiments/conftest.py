@@ -31,7 +31,9 @@ def cli(monkeypatch):
     from experiments.train import main
 
     def _cli(*args):
-        monkeypatch.setattr(sys, "argv", ["experiments.train", *args])
+        # Hydra's logging setup would stay on the root logger for the rest of the session.
+        quiet = ["hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+        monkeypatch.setattr(sys, "argv", ["experiments.train", *args, *quiet])
         return main()
 
     return _cli
