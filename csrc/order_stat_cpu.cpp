@@ -204,29 +204,32 @@ FixedRunner fixed_runner(int64_t n, simd::Level level, std::index_sequence<N...>
 template <typename T>
 using Runner = void (*)(const T*, int64_t, int64_t, const Network&, int64_t, int64_t, T*);
 
-ROBUSTAGG_AVX512 void run_f32_avx512(const float* x, int64_t n, int64_t d, const Network& net,
-                                     int64_t c0, int64_t c1, float* out) {
-  run_columns<float, 16>(x, n, d, net, c0, c1, out);
+// The runtime-network kernel compiled for each instruction-set level.
+template <typename T, int W>
+ROBUSTAGG_AVX512 void run_avx512(const T* x, int64_t n, int64_t d, const Network& net, int64_t c0,
+                                 int64_t c1, T* out) {
+  run_columns<T, W>(x, n, d, net, c0, c1, out);
 }
-ROBUSTAGG_AVX512 void run_f64_avx512(const double* x, int64_t n, int64_t d, const Network& net,
-                                     int64_t c0, int64_t c1, double* out) {
-  run_columns<double, 8>(x, n, d, net, c0, c1, out);
+template <typename T, int W>
+ROBUSTAGG_AVX2 void run_avx2(const T* x, int64_t n, int64_t d, const Network& net, int64_t c0,
+                             int64_t c1, T* out) {
+  run_columns<T, W>(x, n, d, net, c0, c1, out);
 }
-ROBUSTAGG_AVX2 void run_f32_avx2(const float* x, int64_t n, int64_t d, const Network& net,
-                                 int64_t c0, int64_t c1, float* out) {
-  run_columns<float, 8>(x, n, d, net, c0, c1, out);
+template <typename T, int W>
+void run_base(const T* x, int64_t n, int64_t d, const Network& net, int64_t c0, int64_t c1,
+              T* out) {
+  run_columns<T, W>(x, n, d, net, c0, c1, out);
 }
-ROBUSTAGG_AVX2 void run_f64_avx2(const double* x, int64_t n, int64_t d, const Network& net,
-                                 int64_t c0, int64_t c1, double* out) {
-  run_columns<double, 4>(x, n, d, net, c0, c1, out);
-}
-void run_f32_base(const float* x, int64_t n, int64_t d, const Network& net, int64_t c0,
-                  int64_t c1, float* out) {
-  run_columns<float, 4>(x, n, d, net, c0, c1, out);
-}
-void run_f64_base(const double* x, int64_t n, int64_t d, const Network& net, int64_t c0,
-                  int64_t c1, double* out) {
-  run_columns<double, 2>(x, n, d, net, c0, c1, out);
+
+// The widest level this CPU runs: 64-byte vectors with AVX-512, 32 with AVX2, 16 below.
+template <typename T>
+Runner<T> runner() {
+  constexpr int w = 16 / sizeof(T);
+  switch (simd::level()) {
+    case simd::kAvx512: return run_avx512<T, 4 * w>;
+    case simd::kAvx2: return run_avx2<T, 2 * w>;
+    default: return run_base<T, w>;
+  }
 }
 
 // body(c0, c1) over contiguous column ranges, one per thread, cut at multiples of kChunk.
@@ -262,19 +265,12 @@ void order_stat_mean_cpu(const float* x, int64_t n, int64_t d, int64_t lo, int64
     parallel_columns(d, threads, [&](int64_t c0, int64_t c1) { fixed(x, d, lo, hi, c0, c1, out); });
     return;
   }
-  order_stat_mean<float>(x, n, d, lo, hi, out, threads,
-                         l == simd::kAvx512 ? run_f32_avx512
-                         : l == simd::kAvx2 ? run_f32_avx2
-                                            : run_f32_base);
+  order_stat_mean<float>(x, n, d, lo, hi, out, threads, runner<float>());
 }
 
 void order_stat_mean_cpu(const double* x, int64_t n, int64_t d, int64_t lo, int64_t hi,
                          double* out, int threads) {
-  const auto l = simd::level();
-  order_stat_mean<double>(x, n, d, lo, hi, out, threads,
-                          l == simd::kAvx512 ? run_f64_avx512
-                          : l == simd::kAvx2 ? run_f64_avx2
-                                             : run_f64_base);
+  order_stat_mean<double>(x, n, d, lo, hi, out, threads, runner<double>());
 }
 
 }  // namespace robustagg

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "kernels_cpu.h"
@@ -93,43 +94,38 @@ ROBUSTAGG_INLINE void run_items(const Job<T>& job, int64_t lo, int64_t hi, doubl
 template <typename T>
 using Runner = void (*)(const Job<T>&, int64_t, int64_t, double*);
 
-struct Impl {
-  Runner<float> f32;
-  Runner<double> f64;
-  int ti;
-};
-
-// The register tiles fill the vector register file of each level (TI*TJ accumulators plus
-// TI + TJ operands): 32 registers with AVX-512, 16 below.
-ROBUSTAGG_AVX512 void run_f32_avx512(const Job<float>& j, int64_t lo, int64_t hi, double* acc) {
-  run_items<float, 16, 4, 4>(j, lo, hi, acc);
+// The kernel compiled for each instruction-set level. The register tiles fill the vector
+// register file (TI*TJ accumulators plus TI + TJ operands): 32 registers with AVX-512, 16 below.
+template <typename T, int W>
+ROBUSTAGG_AVX512 void run_avx512(const Job<T>& j, int64_t lo, int64_t hi, double* acc) {
+  run_items<T, W, 4, 4>(j, lo, hi, acc);
 }
-ROBUSTAGG_AVX512 void run_f64_avx512(const Job<double>& j, int64_t lo, int64_t hi, double* acc) {
-  run_items<double, 8, 4, 4>(j, lo, hi, acc);
+template <typename T, int W>
+ROBUSTAGG_AVX2 void run_avx2(const Job<T>& j, int64_t lo, int64_t hi, double* acc) {
+  run_items<T, W, 3, 3>(j, lo, hi, acc);
 }
-ROBUSTAGG_AVX2 void run_f32_avx2(const Job<float>& j, int64_t lo, int64_t hi, double* acc) {
-  run_items<float, 8, 3, 3>(j, lo, hi, acc);
-}
-ROBUSTAGG_AVX2 void run_f64_avx2(const Job<double>& j, int64_t lo, int64_t hi, double* acc) {
-  run_items<double, 4, 3, 3>(j, lo, hi, acc);
-}
-void run_f32_base(const Job<float>& j, int64_t lo, int64_t hi, double* acc) {
-  run_items<float, 4, 3, 3>(j, lo, hi, acc);
-}
-void run_f64_base(const Job<double>& j, int64_t lo, int64_t hi, double* acc) {
-  run_items<double, 2, 3, 3>(j, lo, hi, acc);
+template <typename T, int W>
+void run_base(const Job<T>& j, int64_t lo, int64_t hi, double* acc) {
+  run_items<T, W, 3, 3>(j, lo, hi, acc);
 }
 
-Impl impl() {
+// (kernel, tile rows TI) for the widest level this CPU runs: 64-byte vectors with AVX-512, 32
+// with AVX2, 16 below.
+template <typename T>
+std::pair<Runner<T>, int> runner() {
+  constexpr int w = 16 / sizeof(T);
   switch (simd::level()) {
-    case simd::kAvx512: return {run_f32_avx512, run_f64_avx512, 4};
-    case simd::kAvx2: return {run_f32_avx2, run_f64_avx2, 3};
-    default: return {run_f32_base, run_f64_base, 3};
+    case simd::kAvx512: return {run_avx512<T, 4 * w>, 4};
+    case simd::kAvx2: return {run_avx2<T, 2 * w>, 3};
+    default: return {run_base<T, w>, 3};
   }
 }
 
 template <typename T>
-void pairwise(const T* x, int64_t n, int64_t d, double* out, int threads, Runner<T> run, int ti) {
+void pairwise(const T* x, int64_t n, int64_t d, double* out, int threads) {
+  const std::pair<Runner<T>, int> impl = runner<T>();
+  const Runner<T> run = impl.first;
+  const int ti = impl.second;
   // n rows of a block take at most ~512 KiB (half of a Zen 4 / Ice Lake L2); 256..4096 columns,
   // a multiple of 16 so every vector width divides it; 4096 keeps a float32 lane's run <= 256.
   const int64_t block = std::clamp<int64_t>((131072 / std::max<int64_t>(n, 1)) / 16 * 16, 256, 4096);
@@ -164,13 +160,11 @@ void pairwise(const T* x, int64_t n, int64_t d, double* out, int threads, Runner
 }  // namespace
 
 void pairwise_sq_distances_cpu(const float* x, int64_t n, int64_t d, double* out, int threads) {
-  const Impl m = impl();
-  pairwise<float>(x, n, d, out, threads, m.f32, m.ti);
+  pairwise<float>(x, n, d, out, threads);
 }
 
 void pairwise_sq_distances_cpu(const double* x, int64_t n, int64_t d, double* out, int threads) {
-  const Impl m = impl();
-  pairwise<double>(x, n, d, out, threads, m.f64, m.ti);
+  pairwise<double>(x, n, d, out, threads);
 }
 
 }  // namespace robustagg
