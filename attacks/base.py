@@ -86,9 +86,11 @@ class ModelAttack(Attack):
 
     Subclasses implement ``_forge(honest, f, rule)`` on validated input and may set
     ``min_honest`` (rows the formula needs, e.g. 2 for a standard deviation). ``__call__``
-    checks, in this order: ``honest`` is a finite floating ``Tensor[h, d]`` with
+    checks, in this order: ``honest`` is a floating ``Tensor[h, d]`` with
     ``h >= min_honest`` and ``d >= 1``; ``f`` is an int ``>= 1``; the rule is there when
-    ``"rule" in needs``. The result has ``honest``'s dtype and device.
+    ``"rule" in needs``. Honest rows with NaN or Inf (a diverging model) are left out of the
+    forging; with fewer than ``min_honest`` finite rows the Byzantine rows are NaN. The result
+    has ``honest``'s dtype and device.
     """
 
     kind: ClassVar[str] = "model"
@@ -102,6 +104,14 @@ class ModelAttack(Attack):
 
     def __call__(self, honest: torch.Tensor, f: int, rule: Optional[Rule] = None) -> torch.Tensor:
         honest = self._check(honest, f, rule)
+        finite = torch.isfinite(honest).all(dim=1)
+        if not bool(finite.all()):
+            # A diverging model makes honest gradients overflow; the formulas (and their searches)
+            # are defined on finite rows only, so the adversary forges from those.
+            if int(finite.sum()) < self.min_honest:
+                return torch.full((f, honest.shape[1]), float("nan"), dtype=honest.dtype,
+                                  device=honest.device)
+            honest = honest[finite]
         out = self._forge(honest, f, rule)
         return out.to(dtype=honest.dtype, device=honest.device)
 
@@ -121,8 +131,6 @@ class ModelAttack(Attack):
         h = honest.shape[0]
         if h < self.min_honest:
             raise ValueError(f"{who} needs at least {self.min_honest} honest gradients, got h={h}")
-        if not bool(torch.isfinite(honest).all()):
-            raise ValueError(f"{who}: honest gradients must be finite (got NaN or Inf)")
         if "rule" in self.needs and rule is None and not self._has_default_rule:
             raise ValueError(f"{who} needs the aggregation rule: call it as atk(honest, f, rule=...)")
         if rule is not None and not callable(rule):
