@@ -140,7 +140,7 @@ class TrainConfig:
     def build_attack(self):
         """The attack object (``attacks.attack(name, **attack_kwargs)``, or a copy of the
         ``Attack`` given), or None for "none"."""
-        return make_attack(self.attack, self.attack_kwargs, self.seed)
+        return make_attack(self.attack, self.attack_kwargs, self.seed, n=self.workers)
 
     @property
     def byzantine_ids(self) -> list[int]:

@@ -53,8 +53,9 @@ def build_named(factory, name, kwargs, defaults):
     return factory(name, **kwargs, **extra) if extra else obj
 
 
-def make_attack(name, kwargs: dict, seed: int = 0):
-    """``attacks.attack(name, **kwargs)`` (seeded with ``seed`` unless kwargs give one), None
+def make_attack(name, kwargs: dict, seed: int = 0, n: int | None = None):
+    """``attacks.attack(name, **kwargs)`` (seeded with ``seed`` and told the number of workers
+    ``n``, for attacks whose formula needs it like ALIE's z, unless kwargs give them), None
     for ``"none"``, or a deep copy of ``name`` when it is already an attack object (every
     holder gets its own generator state)."""
     if name is None or (isinstance(name, str) and name == "none"):
@@ -65,7 +66,8 @@ def make_attack(name, kwargs: dict, seed: int = 0):
         return copy.deepcopy(name)
     import attacks
 
-    return build_named(attacks.attack, name, kwargs, {"seed": seed})
+    return build_named(attacks.attack, name, kwargs,
+                       {"seed": seed} if n is None else {"seed": seed, "n": n})
 
 
 @dataclass
