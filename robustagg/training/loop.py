@@ -49,7 +49,7 @@ class _Local:
         return getattr(self.server, method)(*args)
 
     def kill(self):
-        pass
+        self.server.close()
 
 
 class _Actor:
@@ -65,6 +65,10 @@ class _Actor:
         return self.ray.get(getattr(self.actor, method).remote(*args))
 
     def kill(self):
+        try:
+            self.call("close")  # release the backend's workers, stores and runtimes
+        except Exception:  # noqa: BLE001 - a dead actor has nothing left to close
+            pass
         self.ray.kill(self.actor, no_restart=True)
 
 
@@ -103,7 +107,6 @@ def train(cfg: TrainConfig | None = None, **overrides) -> TrainResult:
         finally:
             log.close()
         params = server.call("params")
-        server.call("close")
     finally:
         if server is not None:
             server.kill()
