@@ -392,17 +392,18 @@ def plots(result: dict, out_dir: Path) -> list[Path]:
         rs = [r for r in rows if r["op"] == op]
         impls = sorted({r["impl"] for r in rs}, key=lambda s: (s != "native", s))
         dmax = max(r["d"] for r in rs)
-        for axis in ("n", "d"):
+        color = {name: f"C{i}" for i, name in enumerate(impls)}  # one colour per impl,
+        for axis in ("n", "d"):                                   # one marker per n
             fig, ax = plt.subplots(figsize=(6, 4.2))
             for name in impls:
                 groups = ([dmax] if axis == "n" else sorted({r["n"] for r in rs}))
-                for key in groups:
+                for key, marker in zip(groups, "os^Dv"):
                     pts = sorted((r[axis], r["median_s"]) for r in rs if r["impl"] == name
                                  and r["d" if axis == "n" else "n"] == key)
                     if len(pts) < 2:
                         continue
                     label = name if axis == "n" else f"{name} n={key}"
-                    ax.plot(*zip(*pts), marker="o", label=label,
+                    ax.plot(*zip(*pts), marker=marker, color=color[name], label=label,
                             lw=2.5 if name == "native" else 1.2)
             bound = sorted((r[axis], r["bound_s"]) for r in rs if r["impl"] == "native"
                            and (r["d"] == dmax if axis == "n" else r["n"] == max(x["n"] for x in rs)))
