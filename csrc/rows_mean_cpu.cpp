@@ -1,35 +1,79 @@
 // Mean of selected rows (the last step of Krum, multi-Krum and Bulyan's selection), without
-// the m x d copy that index_select + mean makes: columns in cache-sized chunks, float64
-// accumulators, threads over chunks. The loops are plain so the compiler vectorises them.
+// the m x d copy that index_select + mean makes: columns in chunks whose float64 accumulators
+// stay in L1, four rows added per pass over them (fewer accumulator loads and stores, four
+// read streams for the prefetcher), threads over chunks. The loops are plain so the compiler
+// vectorises them for each instruction-set level of simd.h.
 #include <omp.h>
 
 #include <algorithm>
 #include <cstdint>
 
 #include "kernels_cpu.h"
+#include "simd.h"
 
 namespace robustagg {
 namespace {
 
+constexpr int64_t kChunk = 2048;  // 16 KiB of float64 accumulators
+
+template <typename T>
+ROBUSTAGG_INLINE void chunk_mean(const T* x, int64_t d, const int64_t* idx, int64_t m, int64_t c0,
+                                 int64_t len, double* acc, T* out) {
+  std::fill(acc, acc + len, 0.0);
+  int64_t r = 0;
+  for (; r + 4 <= m; r += 4) {
+    const T *a = x + idx[r] * d + c0, *b = x + idx[r + 1] * d + c0;
+    const T *c = x + idx[r + 2] * d + c0, *e = x + idx[r + 3] * d + c0;
+    for (int64_t k = 0; k < len; ++k)
+      acc[k] += (static_cast<double>(a[k]) + static_cast<double>(b[k])) +
+                (static_cast<double>(c[k]) + static_cast<double>(e[k]));
+  }
+  for (; r < m; ++r) {
+    const T* a = x + idx[r] * d + c0;
+    for (int64_t k = 0; k < len; ++k) acc[k] += static_cast<double>(a[k]);
+  }
+  const double count = static_cast<double>(m);
+  for (int64_t k = 0; k < len; ++k) out[c0 + k] = static_cast<T>(acc[k] / count);
+}
+
+template <typename T>
+using Runner = void (*)(const T*, int64_t, const int64_t*, int64_t, int64_t, int64_t, T*);
+
+// Chunks [ch0, ch1) at each instruction-set level.
+template <typename T>
+ROBUSTAGG_AVX512 void run_avx512(const T* x, int64_t d, const int64_t* idx, int64_t m,
+                                 int64_t ch0, int64_t ch1, T* out) {
+  double acc[kChunk];
+  for (int64_t ch = ch0; ch < ch1; ++ch)
+    chunk_mean(x, d, idx, m, ch * kChunk, std::min(kChunk, d - ch * kChunk), acc, out);
+}
+template <typename T>
+ROBUSTAGG_AVX2 void run_avx2(const T* x, int64_t d, const int64_t* idx, int64_t m, int64_t ch0,
+                             int64_t ch1, T* out) {
+  double acc[kChunk];
+  for (int64_t ch = ch0; ch < ch1; ++ch)
+    chunk_mean(x, d, idx, m, ch * kChunk, std::min(kChunk, d - ch * kChunk), acc, out);
+}
+template <typename T>
+void run_base(const T* x, int64_t d, const int64_t* idx, int64_t m, int64_t ch0, int64_t ch1,
+              T* out) {
+  double acc[kChunk];
+  for (int64_t ch = ch0; ch < ch1; ++ch)
+    chunk_mean(x, d, idx, m, ch * kChunk, std::min(kChunk, d - ch * kChunk), acc, out);
+}
+
 template <typename T>
 void rows_mean(const T* x, int64_t d, const int64_t* idx, int64_t m, T* out, int threads) {
-  constexpr int64_t kChunk = 2048;  // 16 KiB of float64 accumulators: stays in L1
+  const auto level = simd::level();
+  const Runner<T> run = level == simd::kAvx512 ? run_avx512<T>
+                        : level == simd::kAvx2 ? run_avx2<T>
+                                               : run_base<T>;
   const int64_t chunks = (d + kChunk - 1) / kChunk;
   threads = static_cast<int>(std::clamp<int64_t>(chunks * m / 64, 1, std::max(threads, 1)));
-  const double inv = static_cast<double>(m);
 #pragma omp parallel num_threads(threads)
   {
-    double acc[kChunk];
     const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    for (int64_t ch = chunks * t / nt; ch < chunks * (t + 1) / nt; ++ch) {
-      const int64_t c0 = ch * kChunk, len = std::min(kChunk, d - c0);
-      std::fill(acc, acc + len, 0.0);
-      for (int64_t r = 0; r < m; ++r) {
-        const T* row = x + idx[r] * d + c0;
-        for (int64_t k = 0; k < len; ++k) acc[k] += static_cast<double>(row[k]);
-      }
-      for (int64_t k = 0; k < len; ++k) out[c0 + k] = static_cast<T>(acc[k] / inv);
-    }
+    run(x, d, idx, m, chunks * t / nt, chunks * (t + 1) / nt, out);
   }
 }
 
