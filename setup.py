@@ -53,7 +53,7 @@ setup(
                 "Ray and serverless training, attacks and experiments",
     python_requires=">=3.10",
     packages=find_packages(include=["robustagg*", "attacks*", "experiments*"]),
-    package_data={"experiments": ["conf/**/*.yaml"]},
+    package_data={"experiments": ["conf/**/*.yaml", "_plugins/**/*.py", "*_conf/*.yaml"]},
     # torch is deliberately unpinned and must be installed first (see README): pinning it
     # here would make pip replace a user's CUDA torch or fetch a multi-GB CUDA build.
     install_requires=["torch>=2.1", "numpy"],
