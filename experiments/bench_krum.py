@@ -381,7 +381,8 @@ def goals(result: dict) -> str:
 
 
 def plots(result: dict, out_dir: Path) -> list[Path]:
-    """Log-log time against n (at the largest d) and against d (one line per n and impl)."""
+    """Log-log time against n (at the d measured at the most n) and against d (one line per n
+    and impl)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -391,7 +392,8 @@ def plots(result: dict, out_dir: Path) -> list[Path]:
     for op in sorted({r["op"] for r in rows}):
         rs = [r for r in rows if r["op"] == op]
         impls = sorted({r["impl"] for r in rs}, key=lambda s: (s != "native", s))
-        dmax = max(r["d"] for r in rs)
+        # the d measured at the most n (then the largest), so the n-plot has the most points
+        dmax = max({r["d"] for r in rs}, key=lambda d: (len({r["n"] for r in rs if r["d"] == d}), d))
         color = {name: f"C{i}" for i, name in enumerate(impls)}  # one colour per impl,
         for axis in ("n", "d"):                                   # one marker per n
             fig, ax = plt.subplots(figsize=(6, 4.2))
