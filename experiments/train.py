@@ -65,10 +65,10 @@ def train_config(config: dict, output_dir=None):
     else:
         name, kwargs = _named(c["rule"])
         rule_args = {"rule": name, "rule_kwargs": kwargs, "pre": [dict(p) for p in pre]}
-    if "_target_" in c["attack"]:
-        raise ValueError("attack: the training loop takes attacks by registered name "
-                         f"(attacks.available_attacks()), not _target_={c['attack']['_target_']!r}")
-    attack, attack_kwargs = _named(c["attack"])
+    if "_target_" in c["attack"]:  # a user's own attack: the training loop takes the object
+        attack, attack_kwargs = instantiate(c["attack"]), {}
+    else:
+        attack, attack_kwargs = _named(c["attack"])
     data = dict(c["dataset"])
     split = {k: data.pop(k) for k in ("partition", "alpha", "shards_per_worker") if k in data}
     dataset, dataset_kwargs = _named(data)

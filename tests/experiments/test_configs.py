@@ -131,11 +131,14 @@ def test_a_users_rule_plugs_in_by_target(compose, tmp_path, monkeypatch):
         train_config(task_config(compose("rule=first_row", "workers=8", "byzantine=2", search)))
 
 
-def test_attack_by_target_is_refused_clearly(compose):
+def test_attack_by_target_is_built_and_passed_as_an_object(compose):
+    import attacks
+
     cfg = task_config(compose())
     cfg["attack"] = {"_target_": "attacks.Gaussian", "std": 1.0}
-    with pytest.raises(ValueError, match="attacks by registered name"):
-        train_config(cfg)
+    tc = train_config(cfg)
+    atk = tc.build_attack()
+    assert isinstance(atk, attacks.Gaussian) and atk.std == 1.0
 
 
 def test_a_users_model_plugs_in_by_target(compose, tmp_path, monkeypatch):
