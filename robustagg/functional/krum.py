@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from .. import kernels
-from ._checks import matrix_and_distances
+from .. import kernels, streaming
+from ._checks import as_matrix, check_bound, check_f, matrix_and_distances
 
 _INF = float("inf")
 
@@ -31,34 +31,53 @@ def select_lowest(scores: torch.Tensor, m: int) -> torch.Tensor:
     return order[:m]
 
 
-def krum_scores(x: torch.Tensor, f: int, distances: torch.Tensor | None = None) -> torch.Tensor:
+def _matrix_and_distances(x, f, distances, rule: str, device, chunk_columns):
+    """:func:`matrix_and_distances` for Krum's bound (n >= 2f + 3), the distances streamed
+    through ``device`` in column chunks when asked (:func:`robustagg.streaming.target_device`)."""
+    if device is None and chunk_columns is None:  # today's path, untouched
+        return matrix_and_distances(x, f, distances, rule, 2, 3)
+    x = as_matrix(x, rule)
+    check_bound(rule, x.shape[0], check_f(f, rule), 2, 3)  # before streaming the whole of x
+    target = streaming.target_device(x, device, chunk_columns, rule)
+    if distances is None and target is not None:
+        distances = streaming.pairwise_sq_distances(x, target, chunk_columns)
+    return matrix_and_distances(x, f, distances, rule, 2, 3)
+
+
+def krum_scores(x: torch.Tensor, f: int, distances: torch.Tensor | None = None,
+                device=None, chunk_columns: int | None = None) -> torch.Tensor:
     r"""Krum scores :math:`s(i) = \sum_{i \to j} \lVert x_i - x_j \rVert^2`, where
     :math:`i \to j` ranges over the n - f - 2 vectors closest to :math:`x_i` (j ≠ i).
 
     ``x: Tensor[n, d]``, optional ``distances`` float64 ``[n, n]`` (squared, shared with other
-    distance-based steps) → float64 ``[n]``. Needs n ≥ 2f + 3.
+    distance-based steps) → float64 ``[n]`` on x's device. Needs n ≥ 2f + 3.
+    ``device``: compute the distances there, streaming x through it in column chunks of
+    ``chunk_columns`` (None: sized from free memory) when x lives elsewhere
+    (:mod:`robustagg.streaming`); None computes on x's device.
     Blanchard et al., "Machine learning with adversaries: Byzantine tolerant gradient descent",
     NeurIPS 2017, Section 4 (definition of Krum).
     """
-    x, distances = matrix_and_distances(x, f, distances, "Krum", 2, 3)
+    x, distances = _matrix_and_distances(x, f, distances, "Krum", device, chunk_columns)
     return scores_from_distances(distances, x.shape[0] - f - 2)
 
 
 def krum(x: torch.Tensor, f: int, distances: torch.Tensor | None = None,
-         return_selected: bool = False):
+         return_selected: bool = False, device=None, chunk_columns: int | None = None):
     r"""Krum: the vector with the lowest score, :math:`x_{i^*}`, :math:`i^* = \arg\min_i s(i)`
     (see :func:`krum_scores`); ties go to the lowest index, a non-finite vector is never chosen.
 
     ``x: Tensor[n, d]`` → ``Tensor[d]`` (and the selected index as ``LongTensor[1]`` when
     ``return_selected``). Needs n ≥ 2f + 3 (Blanchard et al., NeurIPS 2017, Proposition 1).
     If no vector has a finite score (more than f non-finite rows) the result is NaN.
+    ``device``, ``chunk_columns``: as for :func:`krum_scores`; the result is on x's device.
     """
-    return multi_krum(x, f, 1, distances, return_selected, rule="Krum")
+    return multi_krum(x, f, 1, distances, return_selected, rule="Krum", device=device,
+                      chunk_columns=chunk_columns)
 
 
 def multi_krum(x: torch.Tensor, f: int, m: int | None = None,
                distances: torch.Tensor | None = None, return_selected: bool = False,
-               rule: str = "MultiKrum"):
+               rule: str = "MultiKrum", device=None, chunk_columns: int | None = None):
     r"""Multi-Krum: the unweighted mean of the m vectors with the lowest Krum scores,
     :math:`\frac1m \sum_{i \in M} x_i`, scores computed once (Blanchard et al., NeurIPS 2017,
     Section 5; El Mhamdi et al., ICML 2018, Section 2).
@@ -67,9 +86,12 @@ def multi_krum(x: torch.Tensor, f: int, m: int | None = None,
     Needs n ≥ 2f + 3 and 1 ≤ m ≤ n; m defaults to n - f. Ties go to the lowest index, and a
     vector with a non-finite score is never selected (so with m > n - f and f non-finite rows
     fewer than m vectors are averaged).
+    ``device``, ``chunk_columns``: the distances computed there, streamed in column chunks when
+    x lives elsewhere (:func:`krum_scores`); the mean of the selected rows, one pass over m·d
+    values, is taken where x lives, and the result is on x's device.
     """
     dtype = x.dtype if isinstance(x, torch.Tensor) else None
-    x, distances = matrix_and_distances(x, f, distances, rule, 2, 3)
+    x, distances = _matrix_and_distances(x, f, distances, rule, device, chunk_columns)
     n = x.shape[0]
     if m is None:
         m = n - f
