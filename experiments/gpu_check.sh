@@ -2,7 +2,9 @@
 # GPU check of robustagg's CUDA kernels (issue 3), for a machine with an NVIDIA GPU, nvcc and a
 # CUDA build of torch. Builds robustagg._C with the CUDA kernels, runs the GPU tests, then times
 # Krum at n = 64, d = 2.5e7 (and the coordinate kernels) against the HBM read time and the
-# float32 arithmetic time measured in the same run, and prints one table. About 3-6 minutes.
+# float32 arithmetic time measured in the same run, and prints one table; then times Krum on an
+# input in host memory streamed through the GPU (robustagg.streaming) against the host-to-device
+# copy of the same bytes. About 4-7 minutes.
 #
 #   bash experiments/gpu_check.sh            # PYTHON=... to pick the interpreter
 set -euo pipefail
@@ -21,7 +23,8 @@ MAX_JOBS="${MAX_JOBS:-8}" TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" \
 "$PY" -c "import torch, robustagg.kernels as k; b = k.backend('cuda'); print('backend(cuda):', b); assert b == 'cuda'"
 
 echo "== GPU tests"
-"$PY" -m pytest tests/test_kernels.py -q -m gpu -p no:cacheprovider --timeout=300
+"$PY" -m pytest tests/test_kernels.py tests/test_streaming.py -q -m gpu -p no:cacheprovider \
+  --timeout=300
 
 echo "== GPU benchmark"
 "$PY" - <<'EOF'
@@ -93,4 +96,46 @@ for op, n, d, name, t, r, b, e in rows:
 k = next(r for r in rows if r[0] == "krum" and r[3] == "native")
 print(f"goal: Krum n=64 d=2.5e7 within 1.5x of max(HBM read, float32 arithmetic): "
       f"{k[6]:.2f}x -> {'met' if k[6] <= 1.5 else 'not met'}")
+EOF
+
+echo "== Streaming over d: Krum on x in host memory, device='cuda' (robustagg.streaming)"
+"$PY" - <<'EOF'
+import statistics, time
+import torch
+from robustagg import functional as F
+
+n, d, f = 64, 25_000_000, 12
+dev = torch.device("cuda")
+
+def wall(fn, repeats=3):
+    """Median wall time of fn() (one warm-up), the device idle at both ends."""
+    fn(); torch.cuda.synchronize()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter(); fn(); torch.cuda.synchronize()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+xd = torch.randn(n, d, device=dev, generator=torch.Generator(device=dev).manual_seed(0))
+ref = int(F.krum(xd, f, return_selected=True)[1][0])      # Krum on the device-resident x
+pinned = torch.empty(n, d, pin_memory=True)
+pinned.copy_(xd)
+t_resident = wall(lambda: F.krum(xd, f))
+t_h2d = wall(lambda: xd.copy_(pinned, non_blocking=True))  # the same bytes, one contiguous copy
+del xd
+torch.cuda.empty_cache()
+gb = n * d * 4 / 1e9
+print(f"x: n={n}, d={d:.1e}, float32, {gb:.1f} GB in host memory; host-to-device copy of the "
+      f"same bytes (pinned) {1e3 * t_h2d:.1f} ms = {gb / t_h2d:.1f} GB/s")
+print("| input | call | median ms | ÷ H2D copy | same selection as on-device Krum |")
+print("|---|---|---|---|---|")
+print(f"| on device | F.krum(x_cuda) | {1e3 * t_resident:.1f} | {t_resident / t_h2d:.2f} | - |")
+pageable = torch.empty(n, d)                               # ordinary (pageable) host memory
+pageable.copy_(pinned)
+assert pinned.is_pinned() and not pageable.is_pinned()
+for name, x in (("pinned host", pinned), ("pageable host", pageable)):
+    sel = int(F.krum(x, f, device="cuda", return_selected=True)[1][0])
+    t = wall(lambda: F.krum(x, f, device="cuda"))
+    print(f"| {name} | F.krum(x, device='cuda') | {1e3 * t:.1f} | {t / t_h2d:.2f} | "
+          f"{'yes' if sel == ref else f'NO ({sel} vs {ref})'} |")
 EOF
