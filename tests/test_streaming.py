@@ -6,6 +6,9 @@ the non-finite contract, the settings' checks) against the unstreamed rules and 
 references written here. Tests marked ``gpu`` stream a host tensor through CUDA (pinned and
 unpinned, several chunks) against the same rule on the device tensor.
 """
+import contextlib
+import types
+
 import pytest
 import torch
 
@@ -300,3 +303,112 @@ def test_cuda_streamed_rules_equal_the_rules_on_the_device_tensor(pinned):
         if (scores[1] - scores[0]) / scores[0] > 1e-4:
             assert_same(rule(xh), x[int(F.krum(xc, 4, return_selected=True)[1])])
 
+
+
+# ------------------------------------------------------------------ the CUDA path's ordering, on CPU
+
+class _FakeCuda:
+    """Stand-in for ``torch.cuda`` in ``streaming``: copies run at once on the CPU while streams
+    and events only log what they were asked, so that a test can check the ordering that the
+    real streams would obey (no GPU here, and CI has none)."""
+
+    def __init__(self):
+        self.log, self.buffers, self.current = [], [], None
+        fake = self
+
+        class Event:
+            def __init__(self):
+                self.at, self.on = None, None
+
+            def record(self, stream):
+                self.at, self.on = len(fake.log), stream.name
+                fake.log.append(("record", stream.name))
+
+            def synchronize(self):
+                fake.log.append(("host_sync", self.on, self.at))
+
+        class Stream:
+            def __init__(self, name="side"):
+                self.name = name
+
+            def wait_event(self, event):
+                fake.log.append(("wait", self.name, event.on, event.at))
+
+        self.Event, self.Stream = Event, Stream
+        self.compute = self.current = Stream("compute")
+
+    def current_stream(self):
+        return self.compute
+
+    def device(self, device):
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def stream(self, s):
+        old, self.current = self.current, s
+        try:
+            yield
+        finally:
+            self.current = old
+
+    def empty(self, *args, device=None, pin_memory=False, **kwargs):
+        t = torch.empty(*args, **kwargs)
+        self.buffers.append(("pinned" if pin_memory else str(device), t))
+        return t
+
+    def buffer_of(self, t):
+        ptr = t.data_ptr()
+        return next(i for i, (_, b) in enumerate(self.buffers)
+                    if b.data_ptr() <= ptr < b.data_ptr() + b.numel() * b.element_size())
+
+
+def _happens_before(log, stream, start, end, waiter, before):
+    """Whether ``log`` has a wait by ``waiter`` (a stream, or "host") at a position < ``before``
+    on an event recorded on ``stream`` at a position in (``start``, ``end``)."""
+    for pos, e in enumerate(log[:before]):
+        if waiter == "host" and e[0] == "host_sync" and e[1] == stream and start < e[2] < end:
+            return True
+        if e[0] == "wait" and e[1] == waiter and e[2] == stream and start < e[3] < end:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("pinned", [False, True])
+def test_host_to_cuda_double_buffering_orders_copies_and_compute(monkeypatch, pinned):
+    fake = _FakeCuda()
+    fake_torch = types.SimpleNamespace(**vars(torch))
+    fake_torch.cuda, fake_torch.empty = fake, fake.empty
+    monkeypatch.setattr(streaming, "torch", fake_torch)
+    monkeypatch.setattr(torch.Tensor, "record_stream", lambda self, s: None)
+    monkeypatch.setattr(torch.Tensor, "is_pinned", lambda self: pinned)
+    real_copy = torch.Tensor.copy_
+
+    def copy_(self, src, non_blocking=False):
+        if fake.current.name == "side":
+            fake.log.append(("h2d", fake.buffer_of(self),
+                             None if pinned else fake.buffer_of(src)))
+        else:
+            fake.log.append(("stage", fake.buffer_of(self)))
+        return real_copy(self, src)
+
+    monkeypatch.setattr(torch.Tensor, "copy_", copy_)
+    x = sample(5, dtype=torch.float32)
+    for c0, c1, chunk in streaming.column_chunks(x, torch.device("cuda", 0), 100):
+        assert chunk.is_contiguous() and torch.equal(chunk, x[:, c0:c1])
+        fake.log.append(("use", fake.buffer_of(chunk)))  # the caller's compute on the chunk
+    kinds = sorted(kind for kind, _ in fake.buffers)  # allocated once, reused for 11 chunks
+    assert kinds == ["cuda:0", "cuda:0"] + ([] if pinned else ["pinned", "pinned"])
+    log = fake.log
+    assert sum(e[0] == "use" for e in log) == 11
+    for pos, e in enumerate(log):
+        if e[0] == "use":  # the compute waits for the last copy into its buffer
+            last = max(p for p, g in enumerate(log[:pos]) if g[0] == "h2d" and g[1] == e[1])
+            assert _happens_before(log, "side", last, pos, "compute", pos)
+        if e[0] == "h2d":  # a copy into a buffer waits for the compute that last read it
+            uses = [p for p, g in enumerate(log[:pos]) if g[0] == "use" and g[1] == e[1]]
+            if uses:
+                assert _happens_before(log, "compute", uses[-1], pos, "side", pos)
+        if e[0] == "stage":  # refilling a staging buffer waits for its last copy to finish
+            reads = [p for p, g in enumerate(log[:pos]) if g[0] == "h2d" and g[2] == e[1]]
+            if reads:
+                assert _happens_before(log, "side", reads[-1], pos, "host", pos)
