@@ -304,7 +304,6 @@ def test_cuda_streamed_rules_equal_the_rules_on_the_device_tensor(pinned):
             assert_same(rule(xh), x[int(F.krum(xc, 4, return_selected=True)[1])])
 
 
-
 # ------------------------------------------------------------------ the CUDA path's ordering, on CPU
 
 class _FakeCuda:
