@@ -62,7 +62,7 @@ def assert_same(a: torch.Tensor, b: torch.Tensor):
 def poison(x: torch.Tensor, rows, values=(NAN, INF, -INF)) -> torch.Tensor:
     x = x.clone()
     for r, v in zip(rows, values):
-        x[r, (r * 7) % x.shape[1]] = v
+        x[r, (r * 7919) % x.shape[1]] = v  # in a later column block when d is large
     return x
 
 
@@ -83,7 +83,10 @@ def test_backend_is_native_after_install():
 # d values hit empty input, the vector tails of every SIMD width and several column blocks.
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("n,d", [(1, 5), (2, 0), (2, 1), (3, 17), (5, 33), (9, 1000),
-                                 (10, 4099), (17, 70), (33, 5000), (101, 300)])
+                                 (10, 4099), (17, 70), (33, 5000), (101, 300),
+                                 # every tile-edge size (n mod 4) over several column blocks
+                                 # and float32 runs: blocks of 16384 columns at small n
+                                 (4, 20011), (6, 40000), (8, 33333), (11, 16385), (12, 17)])
 def test_pairwise_matches_float64_reference(n, d, dtype):
     x = torch.randn(n, d, generator=gen(n * 1000 + d), dtype=dtype)
     for impl in (kernels.pairwise_sq_distances, kernels.pairwise_sq_distances_torch):
@@ -104,8 +107,9 @@ def test_pairwise_duplicates_are_exactly_zero():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_pairwise_non_finite_rows_are_inf(dtype):
-    x = poison(torch.randn(9, 2500, generator=gen(2), dtype=dtype), rows=[1, 4, 8])
+@pytest.mark.parametrize("d", [2500, 40_000])  # one column block; several
+def test_pairwise_non_finite_rows_are_inf(dtype, d):
+    x = poison(torch.randn(9, d, generator=gen(2), dtype=dtype), rows=[1, 4, 8])
     got = kernels.pairwise_sq_distances(x)
     ref = ref_distances(x)
     assert not torch.isnan(got).any()
