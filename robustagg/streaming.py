@@ -107,8 +107,8 @@ def default_chunk_columns(n: int, d: int, element_size: int, device: torch.devic
 def column_chunks(x: torch.Tensor, device: torch.device,
                   chunk_columns: int | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
     """Yield ``(c0, c1, chunk)`` for consecutive column ranges covering ``x[n, d]``, ``chunk`` a
-    contiguous ``[n, c1 - c0]`` copy of ``x[:, c0:c1]`` on ``device`` (``x`` itself when one chunk
-    on ``x``'s device covers it all).
+    contiguous ``[n, c1 - c0]`` copy of ``x[:, c0:c1]`` on ``device`` (or ``x`` itself, as it is,
+    when one chunk on ``x``'s device covers it all).
 
     ``chunk_columns`` columns per chunk (the last may be narrower); None:
     :func:`default_chunk_columns`. A CUDA chunk is valid on the current stream until the next
