@@ -260,6 +260,26 @@ def test_rows_mean_matches_reference(dtype):
         torch.testing.assert_close(kernels.rows_mean_torch(x, t), ref)
 
 
+@pytest.mark.skipif(kernels.backend("cpu") != "cpp", reason="native extension not built")
+def test_large_outputs_reuse_freed_buffers_only():
+    # Outputs of >= 1 MiB come from a pool of freed buffers (csrc/output_pool.cpp): a freed
+    # output's memory is handed out again, a live one never is, and reuse leaves no stale values.
+    x = torch.randn(5, 400_000, generator=gen(10))
+    first = kernels.rows_mean(x, torch.tensor([0]))
+    ptr = first.data_ptr()
+    del first
+    again = kernels.rows_mean(x, torch.tensor([1]))
+    assert again.data_ptr() == ptr and torch.equal(again, x[1])
+    kept = [kernels.rows_mean(x, torch.tensor([i])) for i in range(5)]
+    kept.append(kernels.coordinate_median(x))
+    assert len({t.data_ptr() for t in kept} | {again.data_ptr()}) == 7
+    for i in range(5):
+        assert torch.equal(kept[i], x[i])
+    assert torch.equal(kept[5], x.median(dim=0).values)
+    kept[0].resize_(400_000).add_(1)  # an ordinary tensor otherwise
+    assert torch.equal(kept[0], x[0] + 1)
+
+
 # ------------------------------------------------------------------ CUDA
 
 CU_FILES = sorted((ROOT / "csrc" / "cuda").glob("*.cu"))
