@@ -169,10 +169,25 @@ ROBUSTAGG_INLINE void columns_fixed(const float* x, int64_t d, int64_t lo, int64
     }
     ((v[R] = (v[R] == v[R]) ? v[R] : V{} + inf), ...);  // NaN -> +inf
     sort_fixed<V, N>(v, std::make_index_sequence<SortNet<N>::size()>{});
-    VD s = VD{};
-    ((s += (static_cast<int64_t>(R) >= lo && static_cast<int64_t>(R) <= hi)
-               ? __builtin_convertvector(v[R], VD) : VD{}), ...);
-    const V m = __builtin_convertvector(s / count, V);
+    // Only the wires in [lo, hi] are widened and added: a branch per wire, taken the same way
+    // at every column group, so always predicted (a select would widen all n wires: 20% slower
+    // for the median at n = 32, 35% at n = 10). Long ranges (trimmed means) add into four
+    // chains, not one (16% faster at n = 32, f = 6); with float32 values the float64 sum is
+    // exact unless their magnitudes span more than 2^29, where no order is the reference's.
+    VD s[4] = {};
+    if (hi - lo < 4) {
+      ([&] {
+        if (static_cast<int64_t>(R) >= lo && static_cast<int64_t>(R) <= hi)
+          s[0] += __builtin_convertvector(v[R], VD);
+      }(), ...);
+    } else {
+      ([&] {
+        if (static_cast<int64_t>(R) >= lo && static_cast<int64_t>(R) <= hi)
+          s[R % 4] += __builtin_convertvector(v[R], VD);
+      }(), ...);
+      s[0] = (s[0] + s[1]) + (s[2] + s[3]);
+    }
+    const V m = __builtin_convertvector(s[0] / count, V);
     if (w == W) simd::store(out + c, m);
     else std::memcpy(out + c, &m, sizeof(float) * w);
   }
