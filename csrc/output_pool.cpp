@@ -14,13 +14,15 @@
 namespace robustagg {
 namespace {
 
-constexpr size_t kMinBytes = size_t{1} << 20;    // smaller outputs: torch's allocator
-constexpr size_t kMaxBytes = size_t{512} << 20;  // larger ones are never kept
-constexpr size_t kMaxFree = 4;                   // freed buffers kept at most
+constexpr size_t kMinBytes = size_t{1} << 20;       // smaller outputs: torch's allocator
+constexpr size_t kMaxBytes = size_t{512} << 20;     // larger ones are never kept
+constexpr size_t kMaxFree = 4;                      // freed buffers kept at most,
+constexpr size_t kMaxFreeBytes = size_t{1} << 30;   // and at most this much memory idle
 
 struct Pool {
   std::mutex mu;
   std::vector<std::pair<size_t, void*>> free;  // (bytes, buffer), most recently freed last
+  size_t free_bytes = 0;
 };
 
 // Never destroyed: a tensor's deleter may run at interpreter exit, after static destructors.
@@ -32,8 +34,10 @@ Pool& pool() {
 void release(void* ptr, size_t bytes) {
   {
     std::lock_guard<std::mutex> lock(pool().mu);
-    if (pool().free.size() < kMaxFree) {
-      pool().free.emplace_back(bytes, ptr);
+    Pool& p = pool();
+    if (p.free.size() < kMaxFree && p.free_bytes + bytes <= kMaxFreeBytes) {
+      p.free.emplace_back(bytes, ptr);
+      p.free_bytes += bytes;
       return;
     }
   }
@@ -43,11 +47,12 @@ void release(void* ptr, size_t bytes) {
 void* acquire(size_t bytes) {
   {
     std::lock_guard<std::mutex> lock(pool().mu);
-    auto& free = pool().free;
-    for (auto it = free.rbegin(); it != free.rend(); ++it)
+    Pool& p = pool();
+    for (auto it = p.free.rbegin(); it != p.free.rend(); ++it)
       if (it->first == bytes) {
         void* ptr = it->second;
-        free.erase(std::next(it).base());
+        p.free.erase(std::next(it).base());
+        p.free_bytes -= bytes;
         return ptr;
       }
   }
