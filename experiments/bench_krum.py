@@ -43,16 +43,21 @@ PEERS = ("byzfl", "flwr", "blades")
 
 # ---------------------------------------------------------------- the machine's bounds
 
-def read_bandwidth(mb: int, repeats: int) -> float:
-    """Bytes per second of a float32 sum over an ``mb`` MiB array (median of repeats)."""
-    a = torch.ones(mb * 2**20 // 4)
+def sum_time(a: torch.Tensor, repeats: int) -> float:
+    """Seconds of ``a.sum()`` (median of repeats after a warm-up): the time to read ``a``."""
     a.sum()
     ts = []
     for _ in range(max(repeats, 3)):
         t = time.perf_counter()
         a.sum()
         ts.append(time.perf_counter() - t)
-    return a.numel() * 4 / statistics.median(ts)
+    return statistics.median(ts)
+
+
+def read_bandwidth(mb: int, repeats: int) -> float:
+    """Bytes per second of a float32 sum over an ``mb`` MiB array."""
+    a = torch.ones(mb * 2**20 // 4)
+    return a.numel() * 4 / sum_time(a, repeats)
 
 
 def gemm_rate(size: int, repeats: int) -> float:
@@ -280,8 +285,12 @@ def run_sweep(cfg: DictConfig) -> dict:
         if current != (n, d):
             x = None  # free the previous input first
             x, current = make_input(n, d, int(cfg.f_fraction * n), cfg.seed), (n, d)
+            # The read bound of a cell is the time to sum this very input. The bandwidth of a
+            # fresh allocation varies by up to 2x on a VM (26-51 GB/s measured here, with the
+            # host's backing of its pages), so one number for the whole run mis-states the
+            # bound of some cells; the same pages read the same way do not.
+            read_s = sum_time(x, cfg.repeats)
         f = int(cfg.f_fraction * n)
-        read_s = n * d * 4 / machine["read_bytes_per_s"]
         arith_s = n * (n - 1) / 2 * 2 * d / machine["gemm_flops_per_s"]
         bound_s = max(read_s, arith_s) if OPS_GROUP[op] == "krum" else read_s
         ref = None
