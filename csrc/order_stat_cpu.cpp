@@ -25,6 +25,13 @@ namespace {
 
 using simd::Vec;
 
+// Columns read ahead into L2 by software prefetch (1 KiB per row). The kernels read n rows at
+// once, more streams than the hardware prefetchers follow: prefetching into L2 lets the loads
+// overlap the sorting network (n = 32, d = 1e7: trimmed mean 87 -> 63 ms, median 81 -> 54 ms;
+// prefetching into L1 instead was slower than none, 32 rows of lines evict each other).
+template <typename T>
+constexpr int64_t kAhead = 1024 / sizeof(T);
+
 struct Network {
   std::vector<std::pair<uint16_t, uint16_t>> comparators;  // (a, b), a < b: min to a, max to b
   int64_t lo, hi;                                          // ranks whose values are averaged
@@ -73,6 +80,9 @@ ROBUSTAGG_INLINE void run_columns(const T* x, int64_t n, int64_t d, const Networ
     for (int64_t i = 0; i < n; ++i) {
       if (w == G * W) {
         for (int g = 0; g < G; ++g) v[i][g] = simd::load<V>(x + i * d + c + g * W);
+        if (c + G * W + kAhead<T> < c1)
+          for (int64_t b = 0; b < G * W * int64_t{sizeof(T)}; b += 64)
+            __builtin_prefetch(reinterpret_cast<const char*>(x + i * d + c + kAhead<T>) + b, 0, 2);
       } else {
         std::memset(&v[i][0], 0, sizeof(v[i]));
         std::memcpy(&v[i][0], x + i * d + c, sizeof(T) * w);
@@ -164,6 +174,8 @@ ROBUSTAGG_INLINE void columns_fixed(const float* x, int64_t d, int64_t lo, int64
     V v[N];
     if (w == W) {
       ((v[R] = simd::load<V>(x + R * d + c)), ...);
+      if (c + kAhead<float> < c1)
+        ((__builtin_prefetch(x + R * d + c + kAhead<float>, 0, 2)), ...);
     } else {
       ((v[R] = V{}, std::memcpy(&v[R], x + R * d + c, sizeof(float) * w)), ...);
     }
