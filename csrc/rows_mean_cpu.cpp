@@ -20,13 +20,27 @@ template <typename T>
 ROBUSTAGG_INLINE void chunk_mean(const T* x, int64_t d, const int64_t* idx, int64_t m, int64_t c0,
                                  int64_t len, double* acc, T* out) {
   std::fill(acc, acc + len, 0.0);
+  // While a full chunk is summed, the same rows' next chunk is read into L2, one line of each
+  // row per line summed: m rows are more streams than the hardware prefetchers follow
+  // (n = 32, m = 26, d = 1e7: 43 -> 36 ms).
+  constexpr int64_t kLine = 64 / sizeof(T);
+  const bool ahead = len == kChunk && c0 + 2 * kChunk <= d;
   int64_t r = 0;
   for (; r + 4 <= m; r += 4) {
     const T *a = x + idx[r] * d + c0, *b = x + idx[r + 1] * d + c0;
     const T *c = x + idx[r + 2] * d + c0, *e = x + idx[r + 3] * d + c0;
-    for (int64_t k = 0; k < len; ++k)
+    const auto add = [&](int64_t k) {
       acc[k] += (static_cast<double>(a[k]) + static_cast<double>(b[k])) +
                 (static_cast<double>(c[k]) + static_cast<double>(e[k]));
+    };
+    if (ahead) {
+      for (int64_t k0 = 0; k0 < kChunk; k0 += kLine) {
+        for (const T* p : {a, b, c, e}) __builtin_prefetch(p + kChunk + k0, 0, 2);
+        for (int64_t k = k0; k < k0 + kLine; ++k) add(k);
+      }
+    } else {
+      for (int64_t k = 0; k < len; ++k) add(k);
+    }
   }
   for (; r < m; ++r) {
     const T* a = x + idx[r] * d + c0;
