@@ -10,10 +10,10 @@
 // a block, tiles of up to TI x TJ row pairs (upper triangle only, cut at its edges) accumulate
 // W-wide float32 lanes in registers, and every run of kRun columns adds its partial sum per pair
 // in float64, so a lane sums at most kRun/W terms in float32 whatever d is (d = 1e8 loses
-// nothing). Threads take contiguous runs of
-// (block, tile row) items, each into its own n x n float64 accumulator. A block whose float32
-// partial is not finite (a NaN/Inf row, or a finite difference whose square overflows float32)
-// is recomputed in float64, so only genuinely non-finite rows end up +inf.
+// nothing). Threads take contiguous runs of (block, tile row) items, each into its own n x n
+// float64 accumulator. A run whose float32 partial is not finite (a NaN/Inf row, or a finite
+// difference whose square overflows float32) is recomputed in float64, so only genuinely
+// non-finite rows end up +inf.
 #include <omp.h>
 
 #include <algorithm>
@@ -172,7 +172,8 @@ void pairwise(const T* x, int64_t n, int64_t d, double* out, int threads) {
   // n rows of a block take at most ~512 KiB (half of a Zen 4 / Ice Lake L2, the other half
   // holds the next block being prefetched); 256..16384 columns, a multiple of 16 so every vector
   // width divides it (longer runs per row at small n measured ~8% faster than 4096 at n = 10).
-  const int64_t block = std::clamp<int64_t>((131072 / std::max<int64_t>(n, 1)) / 16 * 16, 256, 16384);
+  const int64_t block =
+      std::clamp<int64_t>((131072 / std::max<int64_t>(n, 1)) / 16 * 16, 256, 16384);
   const int64_t blocks = std::max<int64_t>((d + block - 1) / block, 1);
   if (n < 2) {
     if (n == 1) out[0] = 0.0;

@@ -4,7 +4,6 @@
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 
-
 #include "kernels_cpu.h"
 #include "output_pool.h"
 

@@ -39,15 +39,20 @@ ROOT = Path(__file__).resolve().parents[1]
 OPS_GROUP = {"krum": "krum", "multi_krum": "krum", "median": "coordinate",
              "trimmed_mean": "coordinate"}
 PEERS = ("byzfl", "flwr", "blades")
+EVICT_BYTES = 256 * 2**20  # summed before each timed read of an input: larger than any L3 here
 
 
 # ---------------------------------------------------------------- the machine's bounds
 
-def sum_time(a: torch.Tensor, repeats: int) -> float:
-    """Seconds of ``a.sum()`` (median of repeats after a warm-up): the time to read ``a``."""
+def sum_time(a: torch.Tensor, repeats: int, evict: torch.Tensor | None = None) -> float:
+    """Seconds of ``a.sum()`` (median of repeats after a warm-up): the time to read ``a`` from
+    memory. ``evict``, a tensor larger than the last-level cache, is summed (untimed) before
+    each timed sum so that an ``a`` small enough to stay in cache is still read from memory."""
     a.sum()
     ts = []
     for _ in range(max(repeats, 3)):
+        if evict is not None:
+            evict.sum()
         t = time.perf_counter()
         a.sum()
         ts.append(time.perf_counter() - t)
@@ -281,15 +286,18 @@ def run_sweep(cfg: DictConfig) -> dict:
     bar = tqdm(total=sum(sum(op in t for t in impls.values()) for op, _, _ in cells),
                desc="bench_krum", unit="run")
     current = None
+    evict = torch.ones(EVICT_BYTES // 4)
     for op, n, d in sorted(cells, key=lambda c: (c[2], c[1], c[0])):
         if current != (n, d):
             x = None  # free the previous input first
             x, current = make_input(n, d, int(cfg.f_fraction * n), cfg.seed), (n, d)
-            # The read bound of a cell is the time to sum this very input. The bandwidth of a
-            # fresh allocation varies by up to 2x on a VM (26-51 GB/s measured here, with the
-            # host's backing of its pages), so one number for the whole run mis-states the
-            # bound of some cells; the same pages read the same way do not.
-            read_s = sum_time(x, cfg.repeats)
+            # The read bound of a cell is the time to sum this very input from memory. The
+            # bandwidth of a fresh allocation varies by up to 2x on a VM (26-51 GB/s measured
+            # here, with the host's backing of its pages), so one number for the whole run
+            # mis-states the bound of some cells; the same pages read the same way do not.
+            # The cache is evicted first: a 40 MB input summed back to back is partly read
+            # from a 32 MB L3 (78 GB/s measured), which is not the memory-read bound.
+            read_s = sum_time(x, cfg.repeats, evict)
         f = int(cfg.f_fraction * n)
         arith_s = n * (n - 1) / 2 * 2 * d / machine["gemm_flops_per_s"]
         bound_s = max(read_s, arith_s) if OPS_GROUP[op] == "krum" else read_s
