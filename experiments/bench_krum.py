@@ -239,17 +239,18 @@ def make_input(n: int, d: int, f: int, seed: int) -> torch.Tensor:
     return x
 
 
-def time_cell(fn, x, f, repeats: int, slow_s: float) -> dict:
-    """A warm-up call, then (unless it was slower than ``slow_s``) ``repeats`` timed calls, the
-    first of which also records the peak extra memory (after the warm-up, so one-time set-up
-    such as thread pools does not count)."""
+def time_cell(fn, x, f, repeats: int, slow_s: float, min_time_s: float = 0.0) -> dict:
+    """A warm-up call, then (unless it was slower than ``slow_s``) ``repeats`` timed calls, or
+    as many more as fill ``min_time_s`` (at most 10 × repeats: a median of a few millisecond
+    calls is at the mercy of one hiccup), the first of which also records the peak extra memory
+    (after the warm-up, so one-time set-up such as thread pools does not count)."""
     t = time.perf_counter()
     out = fn(x, f)
     first = time.perf_counter() - t
     if first > slow_s:
         return {"median_s": first, "min_s": first, "runs": 1, "extra_bytes": None, "out": out}
     ts, extra = [], None
-    for i in range(repeats):
+    for i in range(min(max(repeats, int(min_time_s / max(first, 1e-9))), 10 * repeats)):
         t = time.perf_counter()
         if i == 0:
             extra = peak_extra_bytes(lambda: fn(x, f))[1]
@@ -307,7 +308,7 @@ def run_sweep(cfg: DictConfig) -> dict:
                 continue
             bar.set_postfix_str(f"{op} n={n} d={d:g} {name}")
             try:
-                r = time_cell(table[op], x, f, cfg.repeats, cfg.slow_s)
+                r = time_cell(table[op], x, f, cfg.repeats, cfg.slow_s, cfg.min_time_s)
             except Exception as e:  # noqa: BLE001 - a peer failing is a result, not a crash
                 rows.append({"op": op, "n": n, "d": d, "impl": name, "error": repr(e)[:200]})
                 bar.update()
