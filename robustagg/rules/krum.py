@@ -24,7 +24,7 @@ class MultiKrum(StreamedRule):
 
     bound = (2, 3)
 
-    def __init__(self, f: int = 0, m: int | None = None, device=None,
+    def __init__(self, f: int = 0, m: int | None = None, device: str | None = None,
                  chunk_columns: int | None = None):
         super().__init__(f, device, chunk_columns)
         if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 1):

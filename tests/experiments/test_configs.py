@@ -63,13 +63,24 @@ def test_values_reach_the_train_config(compose):
                   "pre=[bucketing,nnm]", "dataset.partition=dirichlet", "dataset.alpha=0.3",
                   "model=cnn", "optimizer=adam", "optimizer.lr=0.002", "workers=14", "seed=7")
     tc = train_config(task_config(cfg))
-    assert (tc.rule, tc.rule_kwargs) == ("median", {"f": 3})
+    assert (tc.rule, tc.rule_kwargs) == ("median",
+                                         {"f": 3, "device": None, "chunk_columns": None})
     assert (tc.attack, tc.attack_kwargs) == ("ipm", {"epsilon": 0.5, "omniscient": True})
     assert tc.pre == [("bucketing", {"s": 2, "seed": 7}), ("nnm", {"f": 3})]
     assert (tc.partition, tc.alpha, tc.dataset, tc.model) == ("dirichlet", 0.3, "digits", "cnn")
     assert (tc.optimizer, tc.lr, tc.workers, tc.byzantine, tc.seed) == ("adam", 0.002, 14, 3, 7)
     rule = tc.build_rule()
     assert isinstance(rule, ra.Pipeline) and [type(p) for p in rule.pre] == [ra.Bucketing, ra.NNM]
+
+
+def test_rule_device_setting_reaches_the_rule(compose):
+    # the streaming settings of Krum & co. are config fields like any other (docs/kernels.md)
+    tc = train_config(task_config(compose("rule=krum", "rule.device=cpu",
+                                          "rule.chunk_columns=4096")))
+    rule = tc.build_rule()
+    assert (rule.device, rule.chunk_columns) == ("cpu", 4096)
+    with pytest.raises(ValueError, match="Krum: device must be"):  # before any training
+        train_config(task_config(compose("rule=krum", "rule.device=gpu"))).build_rule()
 
 
 @pytest.mark.parametrize("overrides,needle", [
