@@ -158,3 +158,68 @@ def test_encode_rejects_bad_arguments():
 def test_read_header():
     h = wire.read_header(encode(torch.ones(2, 3, dtype=torch.float64), **META))
     assert h == wire.Header(torch.float64, "grad", "run-1", 7, 3, (2, 3))
+
+
+def _bit_flips(lo, hi):
+    for off in range(lo, hi):
+        for bit in range(8):
+            yield off, bit
+
+
+def test_reserved_header_bytes_are_covered_and_zero():
+    """Every single-bit flip in the reserved bytes (53-56 and 112-128) is refused, keyed or not."""
+    tok = os.urandom(32)
+    for token in (None, tok):
+        blob = encode(torch.ones(3), **META, token=token)
+        flips = list(_bit_flips(53, 56)) + list(_bit_flips(112, 128))
+        assert len(flips) == 24 + 128
+        for off, bit in flips:
+            bad = bytearray(blob)
+            bad[off] ^= 1 << bit
+            with pytest.raises(WireError, match="reserved header bytes"):
+                decode(bytes(bad), **META, token=token)
+
+
+def test_reserved_bytes_are_in_the_digest():
+    """Even if the zero check were skipped, the digest covers bytes 112-128: the digest of the
+    same header and payload with different reserved bytes differs."""
+    blob = encode(torch.ones(3), **META)
+    payload = memoryview(blob)[HEADER_SIZE:]
+    a = wire._digest(blob[:96], bytes(16), payload, None)
+    b = wire._digest(blob[:96], b"\x01" + bytes(15), payload, None)
+    assert a == blob[96:112] and a != b
+
+
+def test_overflowing_dims_give_a_clear_message():
+    blob = bytearray(encode(torch.ones(10), **META))
+    # shape (2^61, 4): 2^63 elements, the count field agrees; 2^65 bytes of float32 needed
+    struct.pack_into("<B", blob, 52, 2)
+    struct.pack_into("<4Q", blob, 56, 2**61, 4, 0, 0)
+    struct.pack_into("<Q", blob, 88, 2**63)
+    with pytest.raises(WireError) as e:
+        decode(bytes(blob), **META)
+    msg = str(e.value)
+    assert "needs 36893488147419103232" in msg and "payload is 40 bytes" in msg and "-" not in \
+        msg.replace("truncated or padded", "")
+    # dims whose product exceeds the 64-bit count field cannot match it
+    struct.pack_into("<4Q", blob, 56, 2**62, 2**62, 0, 0)
+    with pytest.raises(WireError, match=r"element count 9223372036854775808 does not match shape "
+                                        r"\(4611686018427387904, 4611686018427387904\)"):
+        decode(bytes(blob), **META)
+
+
+@pytest.mark.parametrize("blob", [None, "RAGW", 12, 1.5, [1, 2], {"a": 1}])
+def test_non_bytes_blob_is_a_wire_error(blob):
+    with pytest.raises(WireError, match="a blob must be bytes-like"):
+        decode(blob, **META)
+    with pytest.raises(WireError, match="a blob must be bytes-like"):
+        wire.read_header(blob)
+    with pytest.raises(WireError, match="a blob must be bytes-like"):
+        wire.digest_of(blob)
+
+
+def test_version_1_blobs_are_refused_by_name():
+    blob = bytearray(encode(torch.ones(2), **META))
+    struct.pack_into("<H", blob, 4, 1)
+    with pytest.raises(WireError, match="wire format version 1 is not supported"):
+        decode(bytes(blob), **META)

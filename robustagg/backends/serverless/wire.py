@@ -8,7 +8,7 @@ Layout (little-endian, 128 bytes, so the payload starts 8-byte aligned)::
 
     offset size field
     0      4    magic  b"RAGW"
-    4      2    version (uint16, = 1)
+    4      2    version (uint16, = 2)
     6      1    dtype code (see DTYPES)
     7      1    kind code (see KINDS): params, grad, shard_x, shard_y
     8      32   run id, ASCII [A-Za-z0-9_-], NUL padded
@@ -18,17 +18,21 @@ Layout (little-endian, 128 bytes, so the payload starts 8-byte aligned)::
     53     3    reserved, zero
     56     32   dims (4 x uint64; unused dims are 0)
     88     8    element count (uint64) = prod(dims)
-    96     16   digest: BLAKE2b-128 over header[0:96] + payload, keyed with the writer's token when
-                the reader holds one (authentication), else unkeyed (integrity only)
-    112    16   reserved, zero
+    96     16   digest: BLAKE2b-128 over header[0:96] + header[112:128] + payload, keyed with
+                the writer's token when the reader holds one (authentication), else unkeyed
+                (integrity only)
+    112    16   reserved, zero (covered by the digest, and checked to be zero)
     128    ...  payload: count * itemsize bytes
 
-A reader gives the run id, round, worker, kind and (optionally) dtype and shape it expects;
-:func:`decode` raises :class:`WireError` naming the first field that differs.
+Every header byte but the digest itself is covered by the digest. A reader gives the run id,
+round, worker, kind and (optionally) dtype and shape it expects; :func:`decode` raises
+:class:`WireError` naming the first field that differs. Version 2 differs from version 1 only in
+the digest also covering bytes 112-128 (and in checking them).
 """
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import struct
 from dataclasses import dataclass
@@ -37,11 +41,12 @@ import numpy as np
 import torch
 
 MAGIC = b"RAGW"
-VERSION = 1
+VERSION = 2
 HEADER_SIZE = 128
 MAX_NDIM = 4
 _HEAD = struct.Struct("<4sHBB32sQiB3x4QQ")  # fields up to the digest: 96 bytes
 _DIGEST_SIZE = 16
+_RESERVED = slice(_HEAD.size + _DIGEST_SIZE, HEADER_SIZE)  # bytes 112-128
 assert _HEAD.size == 96
 
 # code -> (name, little-endian numpy dtype, torch dtype). bfloat16 travels as its raw 16-bit pattern.
@@ -81,11 +86,20 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
-def _digest(head: bytes, payload, token: bytes | None) -> bytes:
+def _digest(head, reserved, payload, token: bytes | None) -> bytes:
     h = hashlib.blake2b(digest_size=_DIGEST_SIZE, key=token or b"")
     h.update(head)
+    h.update(reserved)
     h.update(payload)
     return h.digest()
+
+
+def _bytes_view(blob):
+    """``blob`` as a flat byte view; anything that is not a bytes-like object is a WireError."""
+    try:
+        return memoryview(blob).cast("B")
+    except TypeError:
+        raise WireError(f"a blob must be bytes-like, got {type(blob).__name__}") from None
 
 
 def encode(tensor, *, kind: str, run_id: str, round: int, worker: int,
@@ -115,21 +129,23 @@ def encode(tensor, *, kind: str, run_id: str, round: int, worker: int,
     head = _HEAD.pack(MAGIC, VERSION, code, _CODE_OF_KIND[kind], run_id.encode("ascii"), round,
                       worker, t.dim(), *dims, t.numel())
     payload = memoryview(np.ascontiguousarray(arr)).cast("B")
-    return b"".join((head, _digest(head, payload, token), bytes(16), payload))
+    reserved = bytes(HEADER_SIZE - _RESERVED.start)
+    return b"".join((head, _digest(head, reserved, payload, token), reserved, payload))
 
 
 def digest_of(blob) -> str:
     """The digest field of a blob as hex (no check). A reader told this value by a trusted channel
     (an invocation event) knows the blob is the one the server wrote before decoding it."""
-    blob = memoryview(blob).cast("B")
+    blob = _bytes_view(blob)
     if len(blob) < HEADER_SIZE:
         raise WireError(f"blob of {len(blob)} bytes is shorter than the {HEADER_SIZE}-byte header")
     return bytes(blob[_HEAD.size:_HEAD.size + _DIGEST_SIZE]).hex()
 
 
 def read_header(blob) -> Header:
-    """Parse and check the header alone (magic, version, codes, dims): raises WireError."""
-    blob = memoryview(blob).cast("B")
+    """Parse and check the header alone (magic, version, codes, dims, reserved bytes): raises
+    WireError."""
+    blob = _bytes_view(blob)
     if len(blob) < HEADER_SIZE:
         raise WireError(f"blob of {len(blob)} bytes is shorter than the {HEADER_SIZE}-byte header")
     (magic, version, dcode, kcode, rid, rnd, worker, ndim, *rest) = _HEAD.unpack_from(blob)
@@ -144,8 +160,11 @@ def read_header(blob) -> Header:
         raise WireError(f"unknown kind code {kcode}")
     if ndim > MAX_NDIM or any(dims[ndim:]):
         raise WireError(f"bad shape: ndim={ndim}, dims={dims}")
+    for lo, hi in ((53, 56), (_RESERVED.start, HEADER_SIZE)):
+        if any(blob[lo:hi]):
+            raise WireError(f"reserved header bytes {lo}-{hi} are not zero")
     shape = tuple(dims[:ndim])
-    if int(np.prod(shape, dtype=np.float64)) != count:
+    if math.prod(shape) != count:  # Python ints: no overflow, whatever the dims say
         raise WireError(f"element count {count} does not match shape {shape}")
     try:
         run_id = check_run_id(bytes(rid).rstrip(b"\0").decode("ascii"))
@@ -162,7 +181,7 @@ def decode(blob, *, kind: str, run_id: str, round: int, worker: int,
     Raises WireError naming the first mismatch: header fields, dtype, shape, the exact byte length,
     and the digest (keyed with ``token`` when given: a blob written without that token fails).
     """
-    blob = memoryview(blob).cast("B")
+    blob = _bytes_view(blob)
     h = read_header(blob)
     expected = {"kind": kind, "run_id": run_id, "round": round, "worker": worker}
     for field, want in expected.items():
@@ -175,13 +194,14 @@ def decode(blob, *, kind: str, run_id: str, round: int, worker: int,
         raise WireError(f"shape mismatch: blob has {h.shape}, expected {tuple(shape)}")
     code = _CODE_OF_TORCH[h.dtype]
     np_dtype = DTYPES[code][1]
-    n = int(np.prod(h.shape, dtype=np.int64))
-    want_len = HEADER_SIZE + n * np_dtype.itemsize
-    if len(blob) != want_len:
-        raise WireError(f"blob is {len(blob)} bytes, expected {want_len} for {n} x {h.dtype} "
-                        f"(truncated or padded)")
+    n = math.prod(h.shape)
+    want = n * np_dtype.itemsize
+    if len(blob) - HEADER_SIZE != want:
+        raise WireError(f"payload is {len(blob) - HEADER_SIZE} bytes, but the header's shape "
+                        f"{h.shape} of {h.dtype} needs {want} (truncated or padded)")
     payload = blob[HEADER_SIZE:]
-    if _digest(blob[:_HEAD.size], payload, token) != bytes(blob[_HEAD.size:_HEAD.size + _DIGEST_SIZE]):
+    if _digest(blob[:_HEAD.size], blob[_RESERVED], payload, token) != \
+            bytes(blob[_HEAD.size:_HEAD.size + _DIGEST_SIZE]):
         raise WireError("digest mismatch: corrupted blob, or not written by the holder of this "
                         "worker's token")
     arr = np.frombuffer(payload, dtype=np_dtype, count=n).astype(np_dtype.newbyteorder("="))
