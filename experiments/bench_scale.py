@@ -3,6 +3,7 @@ transport and aggregation as the number of workers n and the model size d grow.
 
     python -m experiments.bench_scale             # n in {4, 16, 64}, d in {1e4, 1e6}
     python -m experiments.bench_scale --quick     # n in {4, 16}, d in {1e4, 1e5}, 3 rounds
+    python -m experiments.bench_scale --server --n 64 --d 1e6 1e7   # the server's side only
 
 Each cell trains the synthetic logistic problem (32 features) with an MLP whose hidden width
 makes it d parameters, on one local Ray (started once), and reports the mean over the rounds
@@ -12,6 +13,13 @@ the transport cost per round can be read against it: a round moves the parameter
 the store (4d bytes) and n gradients back (4nd bytes). Logical workers are packed into at most
 ``--max-actors`` actor processes (this machine has 2 cores; 64 torch processes would not fit).
 Writes ``scale.md``, ``scale.json`` and ``scale.png`` to ``--out``.
+
+``--server`` measures the server's side of a round alone, without workers or Ray: a backend
+that hands back the same n gradients every round (as Ray hands back read-only arrays from its
+object store), then the attack (``--attack``, default ``alie``: it reads every honest row), the
+rule and the optimizer step, as :class:`~robustagg.training.server.ParameterServer` runs them.
+Per round it reports the time and the bytes the server allocated (torch's profiler, CPU memory),
+which is what the round's copies cost. Writes ``server.md`` and ``server.json``.
 """
 import argparse
 import json
@@ -77,6 +85,73 @@ def cell(n, d, rounds, rule, max_actors, out):
             "startup_s": res.summary["startup_s"], "bytes_per_round": 4 * dim * (n + 1), **mean}
 
 
+def server_cell(n, d, rounds, rule, attack, byzantine):
+    """Time and bytes allocated per server round (mean over rounds after the first)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from robustagg.backends.base import Arrivals, Backend
+    from robustagg.training import TrainConfig
+    from robustagg.training.server import ParameterServer
+
+    class Replay(Backend):
+        """Answers every round with the same rows (read-only views, as from Ray's store)."""
+
+        def start(self, specs, data=None):
+            self.n = len(specs)
+
+        def compute(self, round, params, worker_ids, timeout_s):
+            if not hasattr(self, "grads"):
+                g = torch.Generator().manual_seed(0)
+                self.grads = torch.randn(self.n, params.numel(), generator=g) * 1e-3
+            return Arrivals(grads={i: self.grads[i] for i in worker_ids},
+                            losses={i: 0.0 for i in worker_ids},
+                            compute_s={i: 0.0 for i in worker_ids})
+
+        def close(self):
+            self.grads = None
+
+    cfg = TrainConfig(dataset="synthetic", dataset_kwargs={"features": FEATURES, "samples": 4 * n},
+                      model="mlp", model_kwargs={"hidden": [hidden_for(d)]}, workers=n,
+                      byzantine=byzantine, rule=rule, attack=attack, momentum=0.0,
+                      backend="local", progress=False)
+    server = ParameterServer(cfg, backend=Replay())
+    times, allocated = [], []
+    try:
+        for r in range(rounds):
+            t0 = time.perf_counter()
+            if r == 0:
+                server.step()  # warm-up: first-touch of the buffers
+            else:
+                with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+                    server.step()
+                times.append(time.perf_counter() - t0)
+                allocated.append(sum(max(e.self_cpu_memory_usage, 0)
+                                     for e in prof.key_averages()))
+        dim = server.params().numel()
+    finally:
+        server.close()
+    return {"n": n, "d": dim, "f": byzantine, "rule": rule, "attack": attack,
+            "round_s": min(times), "allocated_MB": sum(allocated) / len(allocated) / 1e6}
+
+
+def server_main(args, ds):
+    rows = [server_cell(n, d, args.rounds or 4, args.rule, args.attack, args.byzantine or n // 8)
+            for d in ds for n in args.n]
+    lines = [f"server side of a round: rule={args.rule}, attack={args.attack}; best round time "
+             f"of {(args.rounds or 4) - 1} (profiled) and MB the server allocated per round", "",
+             "| n | f | d | round s | allocated MB | allocated / (4 n d) |", "|---" * 6 + "|"]
+    for r in rows:
+        lines.append(f"| {r['n']} | {r['f']} | {r['d']} | {r['round_s']:.4f} | "
+                     f"{r['allocated_MB']:.0f} | {r['allocated_MB'] * 1e6 / (4 * r['n'] * r['d']):.2f} |")
+    table = "\n".join(lines)
+    print(table)
+    with open(os.path.join(args.out, "server.md"), "w") as fh:
+        fh.write(table + "\n")
+    with open(os.path.join(args.out, "server.json"), "w") as fh:
+        json.dump(rows, fh, indent=1)
+
+
 def plot(rows, path):
     """Stacked bars of the split, one panel per d (linear scales: the panels differ ~10x)."""
     import matplotlib
@@ -113,9 +188,17 @@ def main(argv=None):
     ap.add_argument("--max-actors", type=int, default=8)
     ap.add_argument("--object-store-mb", type=int, default=1200)
     ap.add_argument("--out", default="runs/bench_scale")
+    ap.add_argument("--server", action="store_true",
+                    help="the server's side of a round only (no workers, no Ray)")
+    ap.add_argument("--attack", default="alie", help="with --server")
+    ap.add_argument("--byzantine", type=int, default=None, help="with --server; default n // 8")
     args = ap.parse_args(argv)
     ns = args.n or ([4, 16] if args.quick else [4, 16, 64])
     ds = [int(d) for d in (args.d or ([1e4, 1e5] if args.quick else [1e4, 1e6]))]
+    os.makedirs(args.out, exist_ok=True)
+    if args.server:
+        args.n = ns
+        return server_main(args, ds)
     rounds = args.rounds or (3 if args.quick else 6)
     os.makedirs(args.out, exist_ok=True)
 
