@@ -7,16 +7,23 @@ distances from :func:`robustagg.kernels.pairwise_sq_distances`) so that one comp
 every distance-based step.
 """
 from .bucketing import bucketing
+from .caf import caf
+from .cge import cge
 from .bulyan import bulyan
 from .centered_clipping import centered_clipping
 from .arc import arc
 from .clip import clip
 from .geometric_median import geometric_median
 from .krum import krum, krum_scores, multi_krum
+from .mda import mda
 from .mean import mean
+from .meamed import meamed
 from .median import coordinate_median
+from .monna import monna
 from .nnm import nnm
+from .smea import smea
 from .trimmed_mean import trimmed_mean
 
 __all__ = ["arc", "bucketing", "bulyan", "centered_clipping", "clip", "coordinate_median",
            "geometric_median", "krum", "krum_scores", "mean", "multi_krum", "nnm", "trimmed_mean"]
+__all__ += ["caf", "cge", "mda", "meamed", "monna", "smea"]
