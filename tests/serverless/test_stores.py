@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from robustagg.backends.serverless import wire
-from robustagg.backends.serverless.stores import (MemoryStore, grad_key, make_store, params_key,
-                                                  round_prefix, shard_key)
+from robustagg.backends.serverless.stores import (MemoryStore, grad_key, grad_nonce, make_store,
+                                                  params_key, round_prefix, shard_key)
 from robustagg.backends.serverless.wire import WireError
 
 
@@ -32,12 +32,20 @@ def store(request, opened):
     s.delete_prefix("ra/")
 
 
+TOK = b"t" * 32
+
+
 def test_keys():
     assert params_key("r1", 3) == "ra/r1/r3/params"
-    assert grad_key("r1", 3, 4) == "ra/r1/r3/grad/4"
+    assert grad_key("r1", 3, 4, TOK) == f"ra/r1/r3/grad/4/{grad_nonce(TOK)}"
     assert shard_key("r1", 4, "x") == "ra/r1/shard/4/x"
-    assert grad_key("r1", 3, 4).startswith(round_prefix("r1", 3))
-    assert not grad_key("r1", 30, 4).startswith(round_prefix("r1", 3))
+    assert grad_key("r1", 3, 4, TOK).startswith(round_prefix("r1", 3))
+    assert not grad_key("r1", 30, 4, TOK).startswith(round_prefix("r1", 3))
+    # the nonce is 32 hex characters, different for every token
+    assert len(grad_nonce(TOK)) == 32 and int(grad_nonce(TOK), 16) >= 0
+    assert grad_nonce(TOK) != grad_nonce(b"u" * 32)
+    with pytest.raises(ValueError, match="16-64 bytes"):
+        grad_key("r1", 3, 4, b"short")
     with pytest.raises(ValueError, match="run_id"):
         params_key("r*", 1)
 
@@ -56,17 +64,17 @@ def test_put_get_write_once(store):
 def test_get_many_and_delete_prefix(store):
     for r in (1, 2, 10):
         for w in range(3):
-            store.put(grad_key("run", r, w), bytes([r, w]))
-    got = store.get_many([grad_key("run", 1, w) for w in range(5)])
-    assert got == {grad_key("run", 1, w): bytes([1, w]) for w in range(3)}
+            store.put(grad_key("run", r, w, TOK), bytes([r, w]))
+    got = store.get_many([grad_key("run", 1, w, TOK) for w in range(5)])
+    assert got == {grad_key("run", 1, w, TOK): bytes([1, w]) for w in range(3)}
     assert store.delete_prefix(round_prefix("run", 1)) == 3
-    assert store.get(grad_key("run", 1, 0)) is None
-    assert store.get(grad_key("run", 10, 0)) == bytes([10, 0])  # r1/ is not a prefix of r10/
+    assert store.get(grad_key("run", 1, 0, TOK)) is None
+    assert store.get(grad_key("run", 10, 0, TOK)) == bytes([10, 0])  # r1/ is not a prefix of r10/
     assert store.delete_prefix("ra/run/") == 6
 
 
 def test_wait_returns_what_arrived(store):
-    keys = [grad_key("w", 0, i) for i in range(4)]
+    keys = [grad_key("w", 0, i, TOK) for i in range(4)]
 
     def late():
         time.sleep(0.1)
@@ -95,21 +103,21 @@ def test_worker_writing_another_workers_key(store):
     tok = {1: b"k1" * 16, 2: b"k2" * 16}
     honest = wire.encode(torch.ones(3), **meta, worker=2, token=tok[2])
     # (a) forged blob with its own header (worker=1) under worker 2's key: header mismatch
-    store.put(grad_key("sec", 0, 2), wire.encode(-torch.ones(3), **meta, worker=1, token=tok[1]))
+    store.put(grad_key("sec", 0, 2, TOK), wire.encode(-torch.ones(3), **meta, worker=1, token=tok[1]))
     with pytest.raises(WireError, match="worker mismatch"):
-        wire.decode(store.get(grad_key("sec", 0, 2)), **meta, worker=2, token=tok[2])
+        wire.decode(store.get(grad_key("sec", 0, 2, TOK)), **meta, worker=2, token=tok[2])
     # ... and the honest worker's late write cannot replace it (write-once): an omission, logged
-    assert store.put(grad_key("sec", 0, 2), honest) is False
+    assert store.put(grad_key("sec", 0, 2, TOK), honest) is False
     # (b) a blob claiming worker=2 without worker 2's token: digest mismatch
     store.delete_prefix(round_prefix("sec", 0))
-    store.put(grad_key("sec", 0, 2), wire.encode(-torch.ones(3), **meta, worker=2, token=tok[1]))
+    store.put(grad_key("sec", 0, 2, TOK), wire.encode(-torch.ones(3), **meta, worker=2, token=tok[1]))
     with pytest.raises(WireError, match="digest mismatch"):
-        wire.decode(store.get(grad_key("sec", 0, 2)), **meta, worker=2, token=tok[2])
+        wire.decode(store.get(grad_key("sec", 0, 2, TOK)), **meta, worker=2, token=tok[2])
     # (c) the honest one, written first, cannot be overwritten by the attacker
     store.delete_prefix(round_prefix("sec", 0))
-    assert store.put(grad_key("sec", 0, 2), honest) is True
-    assert store.put(grad_key("sec", 0, 2), wire.encode(-torch.ones(3), **meta, worker=2)) is False
-    assert torch.equal(wire.decode(store.get(grad_key("sec", 0, 2)), **meta, worker=2, token=tok[2]),
+    assert store.put(grad_key("sec", 0, 2, TOK), honest) is True
+    assert store.put(grad_key("sec", 0, 2, TOK), wire.encode(-torch.ones(3), **meta, worker=2)) is False
+    assert torch.equal(wire.decode(store.get(grad_key("sec", 0, 2, TOK)), **meta, worker=2, token=tok[2]),
                        torch.ones(3))
 
 
@@ -121,9 +129,9 @@ class _Boom:
 
 
 def test_pickle_in_store_is_never_executed(store):
-    store.put(grad_key("p", 0, 0), pickle.dumps(_Boom()))
+    store.put(grad_key("p", 0, 0, TOK), pickle.dumps(_Boom()))
     with pytest.raises(WireError, match="shorter than|bad magic"):
-        wire.decode(store.get(grad_key("p", 0, 0)), kind="grad", run_id="p", round=0, worker=0)
+        wire.decode(store.get(grad_key("p", 0, 0, TOK)), kind="grad", run_id="p", round=0, worker=0)
     assert _Boom.executed == []
 
 

@@ -3,19 +3,25 @@
 ``TrainConfig(backend="lambda", backend_kwargs={...})``. One round:
 
 1. the server writes the parameters once to ``ra/<run>/r<round>/params`` (wire format);
-2. it invokes the function once per asked worker (``RequestResponse`` by default, or ``Event``),
-   with an event holding references only: run, round, worker id, store settings without secrets,
-   the digests of the parameter and shard blobs, and the worker's round token;
-3. each worker writes its gradient once to ``ra/<run>/r<round>/grad/<worker>`` with a digest keyed
-   by its token; the server waits for the keys until the round deadline, decodes each blob
-   against (run, round, worker, float32, d, token) and counts any mismatch, a function error or a
-   late answer as an omission of that worker, with the reason in ``Arrivals.errors``;
-4. the round's keys are deleted.
+2. with Redis and ``worker_auth="round"``, it creates each asked worker's ACL user for this
+   round (:mod:`.stores.redis_acl`: read this round's parameters and its own shard, write its
+   own gradient key, nothing else), the password derived from the worker's round token;
+3. it invokes the function once per asked worker (``RequestResponse`` by default, or ``Event``),
+   with an event naming the run, the round and the worker, with the digests of the parameter and
+   shard blobs and the worker's round token; never the store's location or a credential (the
+   function has those in its own configuration, :mod:`.function_config`);
+4. each worker writes its gradient once to its key ``ra/<run>/r<round>/grad/<worker>/<nonce>``
+   (the nonce derived from its token: no other worker can name it) with a digest keyed by its
+   token; the server waits for the keys until the round deadline, decodes each blob against
+   (run, round, worker, float32, d, token) and counts any mismatch, a function error or a late
+   answer as an omission of that worker, with the reason in ``Arrivals.errors``;
+5. the round's keys and ACL users are deleted.
 
 Shards are written to the store once, at ``start``. With ``local=True`` the backend runs the
-function on :class:`~.local_runtime.LocalLambda` (127.0.0.1, awslambdaric processes) and, without
-a ``store`` setting, a private ``redis-server`` it starts and stops; the password reaches the
-worker processes through their environment (``RA_REDIS_PASSWORD``), never through an event.
+function on :class:`~.local_runtime.LocalLambda` (127.0.0.1, awslambdaric processes) configured
+as a deployed function would be (``RA_STORE`` in its environment) and, without a ``store``
+setting, a private ``redis-server`` it starts and stops. Its admin password stays with the
+server: the workers log in as their round users.
 
 ``round_stats`` keeps, per round: publish, invoke (first to last answer), collect (store wait +
 decode) and cleanup times, and the billed milliseconds and peak memory reported in the log tails.
@@ -35,11 +41,11 @@ import torch
 
 from ..base import Arrivals, Backend
 from . import wire
+from .function_config import AUTH_MODES, function_environment
 from .handler import SCHEMA_VERSION
-from .stores import grad_key, make_store, params_key, round_prefix, run_prefix, shard_key
+from .stores import grad_key, make_store, params_key, redis_acl, round_prefix, run_prefix, shard_key
 
 HANDLER = "robustagg.backends.serverless.handler.handler"
-PASSWORD_ENV = "RA_REDIS_PASSWORD"
 _SPEC_FIELDS = ("model", "model_kwargs", "batch_size", "seed", "byzantine", "attack",
                 "attack_kwargs", "num_workers")
 _LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
@@ -50,9 +56,13 @@ class LambdaBackend(Backend):
 
     ``function_name``: the deployed function (see ``deploy/``); ``store``: store configuration
     (``{"kind": "redis", "host", "port", "password_env"}`` or ``{"kind": "s3", "bucket", ...}``),
-    as reachable from the server; ``worker_store``: the same store as reachable from the
-    functions, if different (default: ``store`` with any inline password replaced by
-    ``password_env``); ``invocation``: ``RequestResponse`` or ``Event``; ``endpoint_url``,
+    as reachable from the server; ``worker_auth``: how workers log in to Redis, ``"round"``
+    (default: per-round ACL users the server creates, which needs ``ACL SETUSER`` rights) or
+    ``"function"`` (a standing worker user in the function's configuration); it must match the
+    deployed function's ``RA_STORE``. With ``local=True``, ``worker_store``: the store as the
+    functions reach it, with the standing worker user's credentials for ``"function"``
+    (default: ``store``), written into the local function's environment; ``environment``:
+    more variables for it. ``invocation``: ``RequestResponse`` or ``Event``; ``endpoint_url``,
     ``region``, ``profile``: where and as whom to invoke; ``retries``: extra attempts on
     throttling and transport errors; ``log_tail``: read billed durations from the log tail.
     ``concurrency``: invocations in flight at most (default: all workers at once); with
@@ -70,7 +80,7 @@ class LambdaBackend(Backend):
                  log_tail: bool = True, memory_mb: int = 1024, timeout_s: float = 60.0,
                  concurrency: int | None = None, prewarm: bool = True, run_id: str | None = None,
                  handler: str = HANDLER, environment: dict | None = None,
-                 stats_path: str | None = None):
+                 stats_path: str | None = None, worker_auth: str | None = None):
         if invocation not in ("RequestResponse", "Event"):
             raise ValueError(f"lambda backend: invocation must be 'RequestResponse' or 'Event', "
                              f"got {invocation!r}")
@@ -86,6 +96,11 @@ class LambdaBackend(Backend):
         self.memory_mb, self.timeout_s, self.concurrency = memory_mb, timeout_s, concurrency
         self.prewarm, self.handler, self.environment = prewarm, handler, dict(environment or {})
         self.stats_path = stats_path
+        kind = (store or {"kind": "redis"}).get("kind")
+        self.worker_auth = worker_auth or ("round" if kind == "redis" else "function")
+        if self.worker_auth not in AUTH_MODES or (self.worker_auth == "round" and kind != "redis"):
+            raise ValueError(f"lambda backend: worker_auth must be 'function', or 'round' with a "
+                             f"redis store; got worker_auth={worker_auth!r} with a {kind} store")
         self.run_id = wire.check_run_id(run_id) if run_id else secrets.token_hex(6)
         self._secret = os.urandom(32)
         self._redis = self._lambda = self._pool = self.store = None
@@ -103,16 +118,15 @@ class LambdaBackend(Backend):
                 raise ValueError(f"lambda backend: workers rebuild the model from its registry name; "
                                  f"got model={s.model!r} for worker {s.worker_id}")
         self.n = len(specs)
-        env = dict(self.environment)
         store_cfg = self.store_config
         if store_cfg is None:  # local=True without a store: a private redis-server
             from .stores.redis_server import LocalRedisServer
 
             self._redis = LocalRedisServer()
             store_cfg = self._redis.config()
-            env[PASSWORD_ENV] = self._redis.password
         self.store = make_store(store_cfg)
-        self._event_store = self.worker_store or self._without_secrets(store_cfg, env)
+        if self.worker_auth == "round":
+            self._check_acl_rights()
         data = data if data is not None else load_dataset(specs[0].dataset, **specs[0].dataset_kwargs)
         self._events = {}
         for s in specs:
@@ -125,7 +139,7 @@ class LambdaBackend(Backend):
                 digests.append(wire.digest_of(blob))
             self._events[s.worker_id] = {
                 "version": SCHEMA_VERSION, "run_id": self.run_id, "worker_id": s.worker_id,
-                "store": self._event_store, "num_classes": data.num_classes,
+                "num_classes": data.num_classes,
                 "input_shape": list(data.input_shape), "x_dtype": "float32",
                 "y_dtype": "int64" if data.num_classes else "float32", "shard_digests": digests,
                 "spec": {k: getattr(s, k) for k in _SPEC_FIELDS}}
@@ -133,6 +147,8 @@ class LambdaBackend(Backend):
         if self.local:
             from .local_runtime import LocalLambda
 
+            env = {**function_environment(self.worker_store or store_cfg, self.worker_auth),
+                   **self.environment}
             self._lambda = LocalLambda(self.handler, name=self.function_name,
                                        memory_mb=self.memory_mb, timeout_s=self.timeout_s,
                                        concurrency=self.concurrency or self.n, environment=env,
@@ -149,15 +165,17 @@ class LambdaBackend(Backend):
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency or max(4, 2 * self.n),
                                         thread_name_prefix="ra-invoke")
 
-    @staticmethod
-    def _without_secrets(cfg: dict, env: dict) -> dict:
-        """The store settings for events: an inline password becomes ``password_env``."""
-        out = dict(cfg)
-        if out.get("password") is not None:
-            env.setdefault(PASSWORD_ENV, out["password"])
-            out["password_env"] = PASSWORD_ENV
-        out.pop("password", None)
-        return out
+    def _check_acl_rights(self):
+        """Fail at start, not in round 0, when the server may not create the round users."""
+        probe = f"ra.{self.run_id}.probe"
+        try:
+            self.store.client.execute_command("ACL", "SETUSER", probe, "reset")
+            self.store.client.execute_command("ACL", "DELUSER", probe)
+        except Exception as e:
+            raise ValueError(
+                f"lambda backend: worker_auth='round' needs Redis >= 7 and a server user allowed "
+                f"ACL SETUSER/DELUSER ({type(e).__name__}: {e}); or give worker_auth='function' "
+                f"with a standing worker user (deploy/redis-acl.conf)") from None
 
     def close(self):
         if self._pool is not None:
@@ -165,6 +183,8 @@ class LambdaBackend(Backend):
         if self.store is not None:
             try:
                 self.store.delete_prefix(run_prefix(self.run_id))
+                if self.worker_auth == "round":
+                    redis_acl.revoke(self.store.client, self.run_id)
             finally:
                 self.store.close()
         if self._lambda is not None:
@@ -192,6 +212,9 @@ class LambdaBackend(Backend):
         # the server is the only legitimate writer of the parameters: overwrite whatever is there
         self.store.put(params_key(self.run_id, round), blob, if_absent=False)
         digest = wire.digest_of(blob)
+        tokens = {w: self.token(round, w) for w in worker_ids}
+        if self.worker_auth == "round":
+            redis_acl.grant_round(self.store.client, self.run_id, round, tokens)
         t_pub = time.perf_counter()
         futures = {self._pool.submit(self.invoker.invoke, self.event(round, w, d, digest)): w
                    for w in worker_ids}
@@ -216,7 +239,7 @@ class LambdaBackend(Backend):
                 billed.append(res.billed_ms)
                 peak.append(res.max_memory_mb or 0)
         waiting = [w for w in worker_ids if w not in out.errors]
-        keys = {grad_key(self.run_id, round, w): w for w in waiting}
+        keys = {grad_key(self.run_id, round, w, tokens[w]): w for w in waiting}
         blobs = self.store.wait(list(keys), timeout=max(0.0, deadline - time.perf_counter()))
         for key, w in keys.items():
             if key not in blobs:
@@ -224,7 +247,7 @@ class LambdaBackend(Backend):
                 continue
             try:
                 g = wire.decode(blobs[key], kind="grad", run_id=self.run_id, round=round, worker=w,
-                                dtype=torch.float32, shape=(d,), token=self.token(round, w))
+                                dtype=torch.float32, shape=(d,), token=tokens[w])
             except wire.WireError as e:
                 out.errors[w] = f"malformed gradient: {e}"
                 continue
@@ -234,6 +257,8 @@ class LambdaBackend(Backend):
             out.compute_s.pop(w, None)
         t_col = time.perf_counter()
         self.store.delete_prefix(round_prefix(self.run_id, round))
+        if self.worker_auth == "round":
+            redis_acl.revoke(self.store.client, self.run_id, worker_ids)
         t_end = time.perf_counter()
         out.wall_s = t_col - t0
         stats = {"round": round, "publish_s": t_pub - t0, "invoke_s": t_inv - t_pub,

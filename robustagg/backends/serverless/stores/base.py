@@ -3,14 +3,19 @@
 A store holds opaque byte blobs (always the wire format of :mod:`..wire`, never pickles) under
 string keys. Keys are namespaced by run and round::
 
-    ra/<run>/shard/<worker>/x | y        a worker's data shard (written once per run)
-    ra/<run>/r<round>/params             the round's parameters (written once by the server)
-    ra/<run>/r<round>/grad/<worker>      a worker's gradient (write-once: duplicates cannot overwrite)
+    ra/<run>/shard/<worker>/x | y                a worker's data shard (written once per run)
+    ra/<run>/r<round>/params                     the round's parameters (written by the server)
+    ra/<run>/r<round>/grad/<worker>/<nonce>      a worker's gradient (write-once)
 
-and a finished round's keys are deleted with ``delete_prefix(round_prefix(run, round))``.
+The gradient key's ``nonce`` (32 hex characters) is derived from the worker's per-round token,
+which only the server and that worker's invocation know: no other client of the store can name
+the key, so none can take it first (the write-once rule would otherwise let a squatter turn an
+honest worker into an omission). A finished round's keys are deleted with
+``delete_prefix(round_prefix(run, round))``.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from abc import ABC, abstractmethod
@@ -39,8 +44,17 @@ def params_key(run_id: str, round: int) -> str:
     return f"{round_prefix(run_id, round)}params"
 
 
-def grad_key(run_id: str, round: int, worker: int) -> str:
-    return f"{round_prefix(run_id, round)}grad/{int(worker)}"
+def grad_nonce(token: bytes) -> str:
+    """The gradient key's unguessable part: 32 hex characters derived from the worker's token."""
+    if not isinstance(token, bytes) or not 16 <= len(token) <= 64:
+        raise ValueError(f"a worker token is 16-64 bytes, got {type(token).__name__} "
+                         f"of length {len(token) if isinstance(token, bytes) else '?'}")
+    return hashlib.blake2b(b"gradient key", key=token, digest_size=16).hexdigest()
+
+
+def grad_key(run_id: str, round: int, worker: int, token: bytes) -> str:
+    """Worker ``worker``'s gradient key in ``round``; ``token`` is its token for that round."""
+    return f"{round_prefix(run_id, round)}grad/{int(worker)}/{grad_nonce(token)}"
 
 
 def shard_key(run_id: str, worker: int, part: str) -> str:

@@ -33,6 +33,11 @@ class RedisStore(Store):
                               password=resolve_secret(password, password_env, "password"),
                               ssl=ssl, socket_timeout=socket_timeout)
 
+    @property
+    def client(self):
+        """The redis-py client (the server manages the workers' ACL users through it)."""
+        return self._r
+
     def put(self, key, data, if_absent=True):
         return bool(self._r.set(check_key(key), bytes(data), nx=if_absent))
 
