@@ -77,3 +77,18 @@ def matrix_and_distances(x, f, distances, rule: str, a: int, b: int):
 def finite_rows(x: torch.Tensor) -> torch.Tensor:
     """Bool[n]: rows without NaN or ±Inf."""
     return torch.isfinite(x).all(dim=1)
+
+
+def needs_grad(x: torch.Tensor) -> bool:
+    """Whether the result must carry x's autograd graph: every rule's result does whenever x
+    requires grad and grad mode is on (native kernels, which do not record it, are then
+    replaced by torch operations)."""
+    return x.requires_grad and torch.is_grad_enabled()
+
+
+def no_streamed_grad(x: torch.Tensor, rule: str) -> None:
+    """Streaming (``device``/``chunk_columns``) writes results chunk by chunk and records no
+    graph: refuse rather than drop it."""
+    if needs_grad(x):
+        raise ValueError(f"{rule}: streaming (device/chunk_columns) does not carry autograd; "
+                         f"pass x.detach(), or compute without streaming (device=None)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from ._checks import as_matrix, check_positive
+from ._scaling import mean_rows
 
 
 def bucketing(x: torch.Tensor, s: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -24,5 +25,5 @@ def bucketing(x: torch.Tensor, s: int, generator: torch.Generator | None = None)
     n = x.shape[0]
     perm = torch.randperm(n, generator=generator).to(x.device)
     shuffled = x[perm]
-    buckets = [chunk.mean(dim=0) for chunk in shuffled.split(s, dim=0)]
+    buckets = [mean_rows(chunk) for chunk in shuffled.split(s, dim=0)]  # overflow-safe
     return torch.stack(buckets).to(dtype)

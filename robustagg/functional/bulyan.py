@@ -4,8 +4,22 @@ from __future__ import annotations
 import torch
 
 from .. import kernels
+from . import _scaling
 from ._checks import matrix_and_distances
 from .krum import scores_from_distances, select_lowest
+
+
+def _closest_to_median_mean(s: torch.Tensor, beta: int):
+    """Bulyan's coordinate step on the selected rows ``s[θ, d]`` (all finite): per coordinate
+    the mean of the β values closest to the median, and whether that is the exact answer (the
+    β-th smallest distance to the median is finite, so no overflowed distance was compared, and
+    the mean is finite)."""
+    med = kernels.coordinate_median(s)
+    # stable sort: ties in distance keep selection order (the documented convention)
+    dist, order = (s - med).abs().sort(dim=0, stable=True)
+    out = s.gather(0, order[:beta]).mean(dim=0)
+    exact = bool(torch.isfinite(dist[beta - 1]).all()) and bool(torch.isfinite(out).all())
+    return out, exact
 
 
 def bulyan(x: torch.Tensor, f: int, distances: torch.Tensor | None = None,
@@ -31,11 +45,17 @@ def bulyan(x: torch.Tensor, f: int, distances: torch.Tensor | None = None,
     Krum go to the lowest index (with one neighbour the two mutually nearest vectors always tie,
     so for f <= 2 the selection can depend on the order of the inputs); in the coordinate step, ties in distance to the median go to
     the value chosen earlier in the selection. NaN is ordered as +inf.
+
+    Extreme values: distances that overflow float64 between finite vectors are computed again
+    on x·2^-e (a power of two: the same choices as exact arithmetic), and a coordinate step
+    whose distances to the median or whose mean overflow is taken on the scaled selected rows;
+    both are detected on values the rule computes anyway.
     """
     rule = "Bulyan"
     dtype = x.dtype if isinstance(x, torch.Tensor) else None
     x, distances = matrix_and_distances(x, f, distances, rule, 4, 3)
     n = x.shape[0]
+    distances = _scaling.selection_distances(x, distances, kernels.pairwise_sq_distances)
 
     theta, beta = n - 2 * f, n - 4 * f
     remaining = torch.arange(n, device=distances.device)
@@ -54,10 +74,10 @@ def bulyan(x: torch.Tensor, f: int, distances: torch.Tensor | None = None,
         return (out.to(dtype), selected) if return_selected else out.to(dtype)
     selected = torch.cat(chosen)
 
-    s = x.index_select(0, selected.to(x.device))
-    s = torch.where(torch.isnan(s), torch.full_like(s, float("inf")), s)
-    med = kernels.coordinate_median(s)
-    # stable sort: ties in distance keep selection order (the documented convention)
-    closest = (s - med).abs().sort(dim=0, stable=True).indices[:beta]
-    out = s.gather(0, closest).mean(dim=0).to(dtype)
+    s = x.index_select(0, selected.to(x.device))  # finite: a non-finite row is never chosen
+    out, exact = _closest_to_median_mean(s, beta)
+    if not exact:
+        e = _scaling.exponent(s)
+        out = _scaling.unscale(_closest_to_median_mean(_scaling.scale(s, e), beta)[0], e)
+    out = out.to(dtype)
     return (out, selected) if return_selected else out

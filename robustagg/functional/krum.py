@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from .. import kernels, streaming
-from ._checks import as_matrix, check_bound, check_f, matrix_and_distances
+from ._checks import as_matrix, check_bound, check_f, matrix_and_distances, needs_grad
+from ._scaling import rescue_columns, selection_distances
 
 _INF = float("inf")
 
@@ -33,15 +34,23 @@ def select_lowest(scores: torch.Tensor, m: int) -> torch.Tensor:
 
 def _matrix_and_distances(x, f, distances, rule: str, device, chunk_columns):
     """:func:`matrix_and_distances` for Krum's bound (n >= 2f + 3), the distances streamed
-    through ``device`` in column chunks when asked (:func:`robustagg.streaming.target_device`)."""
+    through ``device`` in column chunks when asked (:func:`robustagg.streaming.target_device`).
+    Returns ``(x, distances, compute)``, ``compute`` the function that computed them (to
+    compute them again on rescaled rows)."""
     if device is None and chunk_columns is None:  # today's path, untouched
-        return matrix_and_distances(x, f, distances, rule, 2, 3)
+        return (*matrix_and_distances(x, f, distances, rule, 2, 3),
+                kernels.pairwise_sq_distances)
     x = as_matrix(x, rule)
     check_bound(rule, x.shape[0], check_f(f, rule), 2, 3)  # before streaming the whole of x
     target = streaming.target_device(x, device, chunk_columns, rule)
+    if target is None:
+        compute = kernels.pairwise_sq_distances
+    else:
+        def compute(rows):
+            return streaming.pairwise_sq_distances(rows, target, chunk_columns)
     if distances is None and target is not None:
-        distances = streaming.pairwise_sq_distances(x, target, chunk_columns)
-    return matrix_and_distances(x, f, distances, rule, 2, 3)
+        distances = compute(x)
+    return (*matrix_and_distances(x, f, distances, rule, 2, 3), compute)
 
 
 def krum_scores(x: torch.Tensor, f: int, distances: torch.Tensor | None = None,
@@ -55,9 +64,10 @@ def krum_scores(x: torch.Tensor, f: int, distances: torch.Tensor | None = None,
     ``chunk_columns`` (None: sized from free memory) when x lives elsewhere
     (:mod:`robustagg.streaming`); None computes on x's device.
     Blanchard et al., "Machine learning with adversaries: Byzantine tolerant gradient descent",
-    NeurIPS 2017, Section 4 (definition of Krum).
+    NeurIPS 2017, Section 4 (definition of Krum). A score whose float64 sum overflows is
+    +inf here (the selections of :func:`krum` and :func:`multi_krum` rescale instead).
     """
-    x, distances = _matrix_and_distances(x, f, distances, "Krum", device, chunk_columns)
+    x, distances, _ = _matrix_and_distances(x, f, distances, "Krum", device, chunk_columns)
     return scores_from_distances(distances, x.shape[0] - f - 2)
 
 
@@ -70,6 +80,8 @@ def krum(x: torch.Tensor, f: int, distances: torch.Tensor | None = None,
     ``return_selected``). Needs n ≥ 2f + 3 (Blanchard et al., NeurIPS 2017, Proposition 1).
     If no vector has a finite score (more than f non-finite rows) the result is NaN.
     ``device``, ``chunk_columns``: as for :func:`krum_scores`; the result is on x's device.
+    Finite inputs whose squared distances overflow float64 are compared as rescaled by a
+    power of two (the same selection as exact arithmetic; see :func:`multi_krum`).
     """
     return multi_krum(x, f, 1, distances, return_selected, rule="Krum", device=device,
                       chunk_columns=chunk_columns)
@@ -89,18 +101,32 @@ def multi_krum(x: torch.Tensor, f: int, m: int | None = None,
     ``device``, ``chunk_columns``: the distances computed there, streamed in column chunks when
     x lives elsewhere (:func:`krum_scores`); the mean of the selected rows, one pass over m·d
     values, is taken where x lives, and the result is on x's device.
+
+    Extreme values: when two finite vectors' squared distance, or a score, would overflow
+    float64 (entries near 1e154 in float64), the distances are computed again on x·2^-e, a
+    power of two that changes no comparison, so the selection is the one exact arithmetic
+    gives; a mean of selected rows that overflows is taken on the scaled rows likewise. The
+    check is on the distance matrix and the output, so ordinary inputs pay no extra pass.
     """
     dtype = x.dtype if isinstance(x, torch.Tensor) else None
-    x, distances = _matrix_and_distances(x, f, distances, rule, device, chunk_columns)
+    x, distances, compute = _matrix_and_distances(x, f, distances, rule, device, chunk_columns)
     n = x.shape[0]
     if m is None:
         m = n - f
     if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= n:
         raise ValueError(f"{rule} needs 1 <= m <= n, got m={m!r}, n={n}")
+    distances = selection_distances(x, distances, compute)
     selected = select_lowest(scores_from_distances(distances, n - f - 2), m)
     if selected.numel() == 0:
         out = torch.full((x.shape[1],), float("nan"), dtype=x.dtype, device=x.device)
     else:
-        out = kernels.rows_mean(x, selected.to(x.device))
+        idx = selected.to(x.device)
+        if needs_grad(x):  # index_select records the graph; the native kernel does not
+            def rows_mean(rows):
+                return rows.index_select(0, idx).mean(dim=0)
+        else:
+            def rows_mean(rows):
+                return kernels.rows_mean(rows, idx)
+        out = rescue_columns(rows_mean, x, rows_mean(x))
     out = out.to(dtype)
     return (out, selected) if return_selected else out

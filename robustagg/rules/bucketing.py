@@ -14,6 +14,8 @@ class Bucketing(PreAggregator):
     the same seed gives the same buckets round after round. See
     :func:`robustagg.functional.bucketing`."""
 
+    per_worker = False  # a bucket mixes workers
+
     def __init__(self, s: int = 2, seed: int = 0):
         super().__init__(0)
         self.s = check_positive(s, "Bucketing", "s", integer=True)

@@ -10,6 +10,8 @@ class Pipeline(Rule):
 
     ``check(n)`` checks every stage at the number of vectors it receives (Bucketing shrinks it),
     ``selected`` is the rule's selection among the vectors it received, ``f`` is the rule's.
+    Per-worker weights (``pipeline(x, weights=w)``) go to a weighted rule through
+    pre-aggregations that keep one row per worker (not through bucketing).
     """
 
     def __init__(self, pre: Sequence[PreAggregator] = (), rule: Rule | None = None):
@@ -20,6 +22,7 @@ class Pipeline(Rule):
                 raise TypeError(f"Pipeline: pre must hold pre-aggregations, got {p!r}")
         self.pre = list(pre)
         self.rule = rule
+        self.weighted = rule.weighted and all(p.per_worker for p in self.pre)
         super().__init__(rule.f)
 
     def check(self, n: int) -> None:
@@ -38,10 +41,10 @@ class Pipeline(Rule):
             except ValueError:
                 n += 1
 
-    def aggregate(self, x):
+    def aggregate(self, x, weights=None):
         for p in self.pre:
             x = p.aggregate(x)
-        out = self.rule.aggregate(x)
+        out = self.rule.aggregate(x) if weights is None else self.rule.aggregate(x, weights=weights)
         self.selected = self.rule.selected
         return out
 

@@ -1,14 +1,25 @@
+from __future__ import annotations
+
 from .. import functional as F
+from .base import Weighted
 from .registry import register_rule
 from .streamed import StreamedRule
 
 
 @register_rule("trimmed_mean")
-class TrimmedMean(StreamedRule):
-    """Coordinate-wise f-trimmed mean (n ≥ 2f + 1); ``device``/``chunk_columns``: where it is
-    computed (see :class:`StreamedRule`). See :func:`robustagg.functional.trimmed_mean`."""
+class TrimmedMean(Weighted, StreamedRule):
+    """Coordinate-wise f-trimmed mean (n ≥ 2f + 1), the weighted trimmed mean when called with
+    ``weights`` (``max_weight_share`` caps one worker's share); ``device``/``chunk_columns``:
+    where it is computed (see :class:`StreamedRule`). See
+    :func:`robustagg.functional.trimmed_mean`."""
 
     bound = (2, 1)
 
-    def aggregate(self, x):
-        return F.trimmed_mean(x, self.f, **self.stream)
+    def __init__(self, f: int = 0, device: str | None = None, chunk_columns: int | None = None,
+                 max_weight_share: float | None = None):
+        super().__init__(f, device, chunk_columns)
+        self._set_share(max_weight_share)
+
+    def aggregate(self, x, weights=None):
+        return F.trimmed_mean(x, self.f, **self.stream, weights=weights,
+                              max_weight_share=self.max_weight_share)
