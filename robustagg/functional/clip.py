@@ -13,6 +13,10 @@ def clip_to(x: torch.Tensor, threshold: torch.Tensor | float, norms: torch.Tenso
     the factor min(1, threshold / norm) is computed in float64. A row whose norm is NaN stays
     NaN."""
     factor = (threshold / norms.clamp_min(torch.finfo(torch.float64).tiny)).clamp_max(1.0)
+    if bool((factor < torch.finfo(x.dtype).tiny).any()):
+        # below x's normal range a factor loses its digits: apply it as two normal halves
+        half = factor.sqrt().to(x.dtype)[:, None]
+        return x * half * half
     return x * factor.to(x.dtype)[:, None]
 
 
