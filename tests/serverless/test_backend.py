@@ -13,29 +13,13 @@ from robustagg.backends.serverless import wire
 from robustagg.backends.serverless.backend import LambdaBackend
 from robustagg.backends.serverless.invoker import InvokeResult
 from robustagg.backends.serverless.stores import grad_key
-from robustagg.training.data import load_dataset, partition
-from robustagg.training.models import build_model
+from robustagg.run.data import load_dataset, partition
+from robustagg.run.models import build_model
+from tests.serverless.inprocess import InProcessInvoker
 
 N = 5
 
 
-class InProcessInvoker:
-    """Runs the handler's work in this process against the backend's store; ``tamper[w]`` runs
-    just before worker w's work (a Byzantine client of the store acting first); when it returns
-    "skip", worker w's own work is not done."""
-
-    def __init__(self, backend, tamper=None):
-        self.backend, self.tamper = backend, tamper or {}
-
-    def invoke(self, event, invocation_type=None):
-        w, r = event["worker_id"], event["round"]
-        if w in self.tamper and self.tamper[w](self.backend.store, r) == "skip":
-            return InvokeResult(True, 200, {"ok": True, "loss": 0.0, "compute_s": 0.0})
-        try:
-            return InvokeResult(True, 200, H.run_event(H.parse_event(event), self.backend.store))
-        except H.WorkerCrash as e:
-            return InvokeResult(False, 200, {"errorType": "WorkerCrash", "errorMessage": str(e)},
-                                function_error="WorkerCrash")
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +61,8 @@ def test_round_matches_the_local_backend(backend, world):
 
 
 def _forge(backend, victim, **kw):
-    def act(store, r):
+    def act(store, ev):
+        r = ev["round"]
         meta = dict(kind="grad", run_id="brun", round=r, worker=victim)
         store.put(grad_key("brun", r, victim, backend.token(r, victim)),
                   wire.encode(-100 * torch.ones(kw["d"]), **{**meta, **kw["meta"]}, token=kw.get("token")))
@@ -109,8 +94,8 @@ def test_worker_writing_another_workers_key(backend, world):
 def test_bad_blobs_are_omissions(backend, world, name, blob_fn, reason):
     _, _, params, _ = world
 
-    def act(store, r):
-        ev = backend.event(r, 3, params.numel(), "0" * 32)
+    def act(store, ev):
+        r = ev["round"]
         g = torch.zeros(params.numel())
         store.put(grad_key("brun", r, 3, backend.token(r, 3)), blob_fn(wire.encode(g, kind="grad", run_id="brun", round=r,
                                                               worker=3, token=bytes.fromhex(ev["token"]))))
@@ -125,12 +110,14 @@ def test_wrong_run_id_and_round(backend, world):
     _, _, params, _ = world
     tok = backend.token(5, 1)
 
-    def other_run(store, r):
+    def other_run(store, ev):
+        r = ev["round"]
         store.put(grad_key("brun", r, 1, tok), wire.encode(torch.zeros(params.numel()), kind="grad",
                                                            run_id="other", round=r, worker=1, token=tok))
         return "skip"
 
-    def old_round(store, r):
+    def old_round(store, ev):
+        r = ev["round"]
         store.put(grad_key("brun", r, 1, tok), wire.encode(torch.zeros(params.numel()), kind="grad",
                                                            run_id="brun", round=r - 1, worker=1, token=tok))
         return "skip"

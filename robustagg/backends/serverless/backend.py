@@ -104,12 +104,13 @@ class LambdaBackend(Backend):
         self.run_id = wire.check_run_id(run_id) if run_id else secrets.token_hex(6)
         self._secret = os.urandom(32)
         self._redis = self._lambda = self._pool = self.store = None
+        self._round_users = False  # the server may create round users (checked at start)
         self.round_stats: list[dict] = []
 
     # ---- lifecycle ----
     def start(self, specs, data=None):
-        from robustagg.training.data import load_dataset
-        from robustagg.training.worker import shard_indices
+        from robustagg.run.data import load_dataset
+        from robustagg.run.worker import shard_indices
 
         from .invoker import LambdaInvoker
 
@@ -127,6 +128,7 @@ class LambdaBackend(Backend):
         self.store = make_store(store_cfg)
         if self.worker_auth == "round":
             self._check_acl_rights()
+            self._round_users = True
         data = data if data is not None else load_dataset(specs[0].dataset, **specs[0].dataset_kwargs)
         self._events = {}
         for s in specs:
@@ -183,7 +185,7 @@ class LambdaBackend(Backend):
         if self.store is not None:
             try:
                 self.store.delete_prefix(run_prefix(self.run_id))
-                if self.worker_auth == "round":
+                if self._round_users:
                     redis_acl.revoke(self.store.client, self.run_id)
             finally:
                 self.store.close()
