@@ -14,7 +14,8 @@ from .rules import (ARC, NNM, Bucketing, Bulyan, CenteredClipping, Clip, Coordin
                     TrimmedMean, aggregator, available_pre_aggregators, available_rules,
                     pre_aggregator, register_pre_aggregator, register_rule)
 
-from .rules import CAF, CGE, MDA, SMEA, Meamed, MoNNA  # noqa: E402
+from .rules import (CAF, CGE, FLAME, MDA, SMEA, ClippedClustering, DnC, FLTrust,  # noqa: E402
+                    FoolsGold, Meamed, MoNNA, SignGuard)
 
 from . import distributed  # noqa: E402  (after the rules it builds on)
 from .optim import RobustOptimizer  # noqa: E402

@@ -7,6 +7,11 @@ from .caf import CAF
 from .centered_clipping import CenteredClipping
 from .cge import CGE
 from .clip import Clip
+from .clipped_clustering import ClippedClustering
+from .dnc import DnC
+from .flame import FLAME
+from .fltrust import FLTrust
+from .foolsgold import FoolsGold
 from .geometric_median import GeometricMedian
 from .krum import Krum, MultiKrum
 from .mda import MDA
@@ -16,6 +21,7 @@ from .median import CoordinateMedian
 from .monna import MoNNA
 from .nnm import NNM
 from .pipeline import Pipeline
+from .signguard import SignGuard
 from .smea import SMEA
 from .registry import (aggregator, available_pre_aggregators, available_rules, pre_aggregator,
                        register_pre_aggregator, register_rule)
@@ -25,4 +31,5 @@ __all__ = ["ARC", "Bucketing", "Bulyan", "CenteredClipping", "Clip", "Coordinate
            "GeometricMedian", "Krum", "Mean", "MultiKrum", "NNM", "Pipeline", "PreAggregator",
            "Rule", "TrimmedMean", "aggregator", "available_pre_aggregators",
            "available_rules", "pre_aggregator", "register_pre_aggregator", "register_rule"]
-__all__ += ["CAF", "CGE", "MDA", "Meamed", "MoNNA", "SMEA"]
+__all__ += ["CAF", "CGE", "ClippedClustering", "DnC", "FLAME", "FLTrust", "FoolsGold", "MDA",
+            "Meamed", "MoNNA", "SMEA", "SignGuard"]
