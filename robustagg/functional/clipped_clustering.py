@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 
 from .. import kernels
+from ._clustering import median, sklearn_cluster
 from ._checks import as_matrix, finite_rows
 from ._rowstats import cosines, sq_norms, weighted_sum
-from .signguard import _median
 
 
 def clipped_clustering(x: torch.Tensor, history: torch.Tensor | None = None,
@@ -44,13 +44,11 @@ def clipped_clustering(x: torch.Tensor, history: torch.Tensor | None = None,
     norms = sq.sqrt()
     seen = norms[finite] if history is None else torch.cat([history.double().cpu(),
                                                             norms[finite]])
-    tau = min(_median(seen), float(max_tau)) if seen.numel() else float(max_tau)
+    tau = min(median(seen), float(max_tau)) if seen.numel() else float(max_tau)
     idx = finite.nonzero().squeeze(1)
     if idx.numel() >= 2:
-        from sklearn.cluster import AgglomerativeClustering
-
         dist = 1.0 - cosines(kernels.pairwise_sq_distances(x).cpu(), sq)[idx][:, idx]
-        labels = torch.from_numpy(AgglomerativeClustering(
+        labels = torch.from_numpy(sklearn_cluster(rule).AgglomerativeClustering(
             n_clusters=2, metric="precomputed", linkage="average").fit(
                 dist.clamp_min(0.0).numpy()).labels_)
         size1 = int(labels.sum())

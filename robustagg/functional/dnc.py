@@ -28,7 +28,7 @@ def dnc(x: torch.Tensor, f: int, generator: torch.Generator, sub_dim: int = 10_0
 
     Conventions: ties in score go to the lowest index; a vector with a NaN or ±Inf entry
     scores +inf and μ and v are taken over the finite vectors; when the good sets have no
-    vector in common (possible when ``n_iters``·⌊c·f⌋ ≥ n - ⌊c·f⌋), the vectors kept in the
+    vector in common (possible once ``n_iters``·⌊c·f⌋ ≥ n - ⌊c·f⌋), those kept in the
     most iterations are averaged (Blades and FLPoison would average an empty set, NaN).
     The coordinates are drawn on the CPU generator; the sub-matrix, n × ``sub_dim``, is
     decomposed in float64.

@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 
 from .. import kernels
+from ._clustering import median, sklearn_cluster
 from ._checks import as_matrix, finite_rows
 from ._rowstats import cosines, sq_norms, weighted_sum
-from .signguard import _median
 
 
 def _admitted(dist: torch.Tensor, n: int) -> torch.Tensor:
@@ -17,9 +17,8 @@ def _admitted(dist: torch.Tensor, n: int) -> torch.Tensor:
         return torch.zeros(m, dtype=torch.bool)
     if m == 1:  # n = 1: the one vector is the majority
         return torch.ones(1, dtype=torch.bool)
-    from sklearn.cluster import HDBSCAN
-
-    labels = HDBSCAN(min_cluster_size=max(size, 2), min_samples=1, metric="precomputed",
+    hdbscan = sklearn_cluster("FLAME").HDBSCAN
+    labels = hdbscan(min_cluster_size=max(size, 2), min_samples=1, metric="precomputed",
                      allow_single_cluster=True, copy=True).fit(dist.numpy()).labels_
     return torch.from_numpy(labels >= 0)
 
@@ -62,7 +61,7 @@ def flame(x: torch.Tensor, generator: torch.Generator, noise: float = 0.001,
     idx = finite.nonzero().squeeze(1)
     dist = (1.0 - cosines(kernels.pairwise_sq_distances(x).cpu(), sq)[idx][:, idx]).clamp_min(0.0)
     selected = idx[_admitted(dist, n)]
-    s = _median(norms)
+    s = median(norms)
     w = torch.zeros(n, dtype=torch.float64)
     if selected.numel():
         w[selected] = (s / norms[selected]).clamp(max=1.0).nan_to_num(1.0) / selected.numel()

@@ -12,7 +12,8 @@ def _sq_distances_to(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """float64 ``[n]``: ‖x_i - p‖², +inf for a non-finite row (one pass over n·d values)."""
     dist = sq_norms(x) - 2.0 * row_dots(x, p) + float(p.double().pow(2).sum())
     # the expansion can go slightly negative through cancellation; a distance is never < 0
-    return torch.where(torch.isfinite(dist), dist.clamp_min(0.0), torch.full_like(dist, float("inf")))
+    return torch.where(torch.isfinite(dist), dist.clamp_min(0.0),
+                       torch.full_like(dist, float("inf")))
 
 
 def monna(x: torch.Tensor, f: int, pivot: int | torch.Tensor = 0,

@@ -6,15 +6,9 @@ import math
 import numpy as np
 import torch
 
+from ._clustering import median, sklearn_cluster
 from ._checks import as_matrix, check_bound, check_f, check_positive, finite_rows
 from ._rowstats import sq_norms, weighted_sum
-
-
-def _median(v: torch.Tensor) -> float:
-    """Median of a float64 vector, the mean of the two middle values for an even count."""
-    s = v.sort().values
-    n = s.numel()
-    return float(s[(n - 1) // 2] * 0.5 + s[n // 2] * 0.5)
 
 
 def _largest_cluster(features: np.ndarray) -> np.ndarray:
@@ -22,16 +16,15 @@ def _largest_cluster(features: np.ndarray) -> np.ndarray:
     cluster of the lowest index; points mean shift leaves unclustered are never members)."""
     import warnings
 
-    from sklearn.cluster import MeanShift, estimate_bandwidth
-
+    cluster = sklearn_cluster("SignGuard")
     n = len(features)
     # n_jobs=1: a handful of 3-d points; a worker pool would cost more than the clustering
-    bandwidth = estimate_bandwidth(features, quantile=0.5, n_samples=min(50, n),
+    bandwidth = cluster.estimate_bandwidth(features, quantile=0.5, n_samples=min(50, n),
                                    random_state=0, n_jobs=1) if n > 1 else 0.0
     if bandwidth > 0:
         with warnings.catch_warnings():  # few points: sklearn seeds from the points, and says so
             warnings.filterwarnings("ignore", message="Binning data failed")
-            labels = MeanShift(bandwidth=bandwidth, bin_seeding=True, cluster_all=False,
+            labels = cluster.MeanShift(bandwidth=bandwidth, bin_seeding=True, cluster_all=False,
                                n_jobs=1).fit(features).labels_
     else:  # most points coincide: the clusters are the groups of identical features
         labels = np.unique(features, axis=0, return_inverse=True)[1].reshape(-1)
@@ -81,7 +74,7 @@ def signguard(x: torch.Tensor, generator: torch.Generator, lower: float = 0.1,
         raise ValueError(f"{rule}: coordinate_fraction must be in (0, 1], "
                          f"got coordinate_fraction={coordinate_fraction!r}")
     norms = sq_norms(x).sqrt().cpu()
-    med = _median(norms)
+    med = median(norms)
     s1 = (norms >= lower * med) & (norms <= upper * med)
     m = max(1, math.ceil(coordinate_fraction * d))
     cols = torch.randperm(d, generator=generator)[:m].sort().values
