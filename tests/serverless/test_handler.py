@@ -13,9 +13,9 @@ from robustagg.backends.base import WorkerSpec
 from robustagg.backends.serverless import handler as H
 from robustagg.backends.serverless import wire
 from robustagg.backends.serverless.stores import MemoryStore, grad_key, params_key, shard_key
-from robustagg.training.data import load_dataset
-from robustagg.training.models import build_model
-from robustagg.training.worker import build_worker, compute_gradient
+from robustagg.run.data import load_dataset
+from robustagg.run.models import build_model
+from robustagg.run.worker import build_worker, compute_gradient
 
 RUN, TOKEN = "hrun", bytes(range(32))
 
@@ -27,8 +27,8 @@ def digits():
 
 def setup(store, data, worker=1, n=5, round=3, attack="none", byzantine=False, attack_kwargs=None):
     """Write a shard and the parameters like the backend does; return (event, spec, params)."""
-    spec = WorkerSpec(worker_id=worker, num_workers=n, dataset="digits", batch_size=16, seed=7,
-                      byzantine=byzantine, attack=attack, attack_kwargs=attack_kwargs or {})
+    spec = WorkerSpec(worker_id=worker, workers=n, dataset="digits", batch_size=16, seed=7,
+                      is_byzantine=byzantine, attack=attack, attack_kwargs=attack_kwargs or {})
     state = build_worker(spec, data)
     digests = []
     for part, kind, t in (("x", "shard_x", state.x), ("y", "shard_y", state.y)):
@@ -45,8 +45,8 @@ def setup(store, data, worker=1, n=5, round=3, attack="none", byzantine=False, a
           "x_dtype": "float32", "y_dtype": "int64", "params_digest": wire.digest_of(pblob),
           "shard_digests": digests,
           "spec": {k: getattr(spec, k) for k in ("model", "model_kwargs", "batch_size", "seed",
-                                                 "byzantine", "attack", "attack_kwargs",
-                                                 "num_workers")}}
+                                                 "is_byzantine", "attack", "attack_kwargs",
+                                                 "workers")}}
     return ev, spec, params, state
 
 
@@ -82,7 +82,7 @@ def test_data_poisoning_runs_on_the_worker(store, digits):
     g = wire.decode(store.get(grad_key(RUN, 3, 1, TOKEN)), kind="grad", run_id=RUN, round=3,
                     worker=1, token=TOKEN)
     ref, _ = compute_gradient(state, params, 3)
-    honest, _ = compute_gradient(build_worker(WorkerSpec(**{**spec.to_dict(), "byzantine": False,
+    honest, _ = compute_gradient(build_worker(WorkerSpec(**{**spec.to_dict(), "is_byzantine": False,
                                                             "attack": "none"}), digits), params, 3)
     assert torch.equal(g, ref) and not torch.equal(g, honest)
 
@@ -104,7 +104,7 @@ def _mutations(ev):
     yield "round type", {**ev, "round": "3"}, "'round' must be int, got str"
     yield "round bool", {**ev, "round": True}, "'round' must be int, got bool"
     yield "negative", {**ev, "worker_id": -1}, "'worker_id' must be in [0, 2147483648), got -1"
-    yield "worker range", {**ev, "worker_id": 5}, "worker_id=5 is not in [0, num_workers=5)"
+    yield "worker range", {**ev, "worker_id": 5}, "worker_id=5 is not in [0, workers=5)"
     yield "run id", {**ev, "run_id": "../x"}, "run_id must be 1-32"
     yield "token", {**ev, "token": "zz"}, "token must be 64 hex"
     yield "digest", {**ev, "params_digest": "00"}, "32 hex characters"
@@ -113,7 +113,7 @@ def _mutations(ev):
     yield "secret", {**ev, "store": {"kind": "redis", "password": "hunter2"}}, "'store' field is not"
     bad = copy.deepcopy(ev)
     bad["spec"]["batch_size"] = 0
-    yield "batch", bad, "'batch_size' must be in [1, 2147483648), got 0"
+    yield "batch", bad, "'batch_size' must be in [1, 65537), got 0"
     bad = copy.deepcopy(ev)
     bad["spec"]["rm"] = "-rf"
     yield "spec field", bad, "event.spec: unknown fields ['rm']"
@@ -259,9 +259,16 @@ def test_spec_that_cannot_be_built_is_a_result(store, digits, field, value, kind
 
 
 def test_d_must_match_the_model(store, digits):
+    """d must match the parameters the server wrote, and the spec's model must have d parameters,
+    which is checked before the model is allocated: a spec asking for a model of 10^14
+    parameters is refused without a memory spike."""
     ev, *_ = setup(store, digits)
     res = H.handle({**ev, "d": ev["d"] + 1}, _in(store))
-    assert res["error_type"] == "BadEvent" and f"has {ev['d']} parameters" in res["error"]
+    assert res["error_type"] == "WireError" and "shape mismatch" in res["error"]
+    bad = copy.deepcopy(ev)
+    bad["spec"]["model_kwargs"] = {"hidden": [10**7, 10**7]}
+    res = H.handle(bad, _in(store))
+    assert res["error_type"] == "BadEvent" and "has 100000760000010 parameters" in res["error"]
 
 
 def test_store_connection_errors_are_a_result(store, digits, monkeypatch):
@@ -274,7 +281,7 @@ def test_store_connection_errors_are_a_result(store, digits, monkeypatch):
                                                "socket_timeout": 2, "auth": "round"}))
     res = H.handler(ev, None)
     assert res["ok"] is False and res["error_type"] == "StoreError"
-    assert "ConnectionError" in res["error"] and "ra/hrun/shard/1/x" in res["error"]
+    assert "ConnectionError" in res["error"] and "get ra/hrun/r3/params" in res["error"]
 
 
 def test_unexpected_errors_are_a_result(store, digits):
@@ -286,7 +293,7 @@ def test_unexpected_errors_are_a_result(store, digits):
 
     res = H.handle(ev, _in(Broken()))
     assert res == {"ok": False, "error_type": "StoreError",
-                   "error": "get ra/hrun/shard/1/x: KeyError: 'boom'"}
+                   "error": "get ra/hrun/r3/params: KeyError: 'boom'"}
 
     def open_fails(ev):
         raise ZeroDivisionError("division by zero")

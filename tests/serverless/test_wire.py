@@ -15,7 +15,7 @@ META = dict(kind="grad", run_id="run-1", round=7, worker=3)
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16,
                                    torch.int64, torch.int32, torch.uint8])
-@pytest.mark.parametrize("shape", [(), (0,), (5,), (3, 4), (2, 1, 3, 2)])
+@pytest.mark.parametrize("shape", [(), (0,), (0, 0), (3, 0, 2), (5,), (3, 4), (2, 1, 3, 2)])
 def test_round_trip(dtype, shape):
     g = torch.Generator().manual_seed(0)
     t = (torch.randn(shape, generator=g) * 50).to(dtype)

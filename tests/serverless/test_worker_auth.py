@@ -15,8 +15,8 @@ from robustagg.backends.serverless.backend import LambdaBackend
 from robustagg.backends.serverless.function_config import function_environment
 from robustagg.backends.serverless.stores import (grad_key, grad_nonce, make_store, params_key,
                                                   redis_acl, shard_key)
-from robustagg.training.data import load_dataset, partition
-from robustagg.training.models import build_model
+from robustagg.run.data import load_dataset, partition
+from robustagg.run.models import build_model
 from tests.serverless.inprocess import InProcessInvoker
 
 N = 5
@@ -27,7 +27,7 @@ DEPLOY = os.path.join(os.path.dirname(H.__file__), "deploy")
 def world():
     data = load_dataset("digits")
     shards = partition(data.y_train, N, "iid", seed=0)
-    specs = [WorkerSpec(worker_id=i, num_workers=N, dataset="digits", indices=shards[i].tolist(),
+    specs = [WorkerSpec(worker_id=i, workers=N, dataset="digits", indices=shards[i].tolist(),
                         batch_size=16, seed=0) for i in range(N)]
     model = build_model("mlp", data.input_shape, data.num_classes, seed=0)
     params = torch.nn.utils.parameters_to_vector(model.parameters()).detach()

@@ -7,8 +7,8 @@ needs to rebuild itself; never a host, a port, a bucket or a credential (schema 
      "token": "<64 hex: this worker's token for this round, made up by the server>",
      "params_digest": "<32 hex>", "shard_digests": ["<32 hex>", "<32 hex>"],
      "d": 4810, "num_classes": 10, "input_shape": [64], "x_dtype": "float32", "y_dtype": "int64",
-     "spec": {"model", "model_kwargs", "batch_size", "seed", "byzantine", "attack",
-              "attack_kwargs", "num_workers"}}
+     "spec": {"model", "model_kwargs", "batch_size", "seed", "is_byzantine", "attack",
+              "attack_kwargs", "workers"}}
 
 Where the store is and how the worker logs in come from the function's own configuration
 (:mod:`.function_config`: ``RA_STORE`` and, for a standing Redis user, ``RA_REDIS_USERNAME`` /
@@ -18,7 +18,7 @@ The worker reads ``ra/<run>/r<round>/params`` and its shard ``ra/<run>/shard/<wo
 (the shard and model are cached while the container stays warm), checks that their digests are
 the ones the event names (a blob that another client of the store put in their place is
 refused), computes the gradient with the worker core shared by every backend
-(:func:`robustagg.training.worker.compute_gradient`), and writes it, write-once, to its
+(:func:`robustagg.run.worker.compute_gradient`), and writes it, write-once, to its
 gradient key ``ra/<run>/r<round>/grad/<worker>/<nonce>`` (the nonce derived from the token, so
 no other worker can name the key) in the wire format with a digest keyed by the token.
 
@@ -40,9 +40,9 @@ import time
 import torch
 
 from robustagg.backends.base import WorkerSpec
-from robustagg.training.data import Data
-from robustagg.training.models import MODELS
-from robustagg.training.worker import build_worker, fault, timed_gradient
+from robustagg.run.data import Data
+from robustagg.run.models import MODELS, build_model
+from robustagg.run.worker import build_worker, fault, timed_gradient
 
 from . import function_config, wire
 from .stores import Store, grad_key, make_store, params_key, shard_key
@@ -56,12 +56,13 @@ _DTYPES = {"float32": torch.float32, "int64": torch.int64}
 _EVENT_FIELDS = {"version", "run_id", "round", "worker_id", "token", "d", "num_classes",
                  "input_shape", "x_dtype", "y_dtype", "spec", "params_digest", "shard_digests"}
 _SPEC_FIELDS = {"model": str, "model_kwargs": dict, "batch_size": int, "seed": int,
-                "byzantine": bool, "attack": str, "attack_kwargs": dict, "num_workers": int}
+                "is_byzantine": bool, "attack": str, "attack_kwargs": dict, "workers": int}
 # bounds on what an event may hold, checked before any field is read
 _MAX_TEXT = 64 * 1024       # characters of a JSON-text event
 _MAX_DEPTH = 4              # event -> spec -> *_kwargs -> a list of scalars
 _MAX_NODES = 1024           # values in the whole event
 _MAX_KWARGS = 16
+_MAX_BATCH = 65536          # samples per minibatch: a larger one is a memory bomb, not a setting
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -156,9 +157,9 @@ def _check_spec(spec: dict) -> None:
         _need(spec, k, typ, where="event.spec")
     if set(spec) - set(_SPEC_FIELDS):
         raise BadEvent(f"event.spec: unknown fields {sorted(set(spec) - set(_SPEC_FIELDS))}")
-    _int(spec, "batch_size", 1, 2**31, "event.spec")
+    _int(spec, "batch_size", 1, _MAX_BATCH + 1, "event.spec")
     _int(spec, "seed", 0, 2**63, "event.spec")
-    _int(spec, "num_workers", 1, 2**31, "event.spec")
+    _int(spec, "workers", 1, 2**31, "event.spec")
     if spec["model"] not in MODELS:
         raise BadEvent(f"event.spec: unknown model {spec['model'][:40]!r}; known: {sorted(MODELS)}")
     if spec["attack"] not in attacks.available_attacks():
@@ -211,9 +212,9 @@ def parse_event(event) -> dict:
         raise BadEvent("event: params_digest and the 2 shard_digests must be 32 hex characters each")
     spec = _need(event, "spec", dict)
     _check_spec(spec)
-    if not event["worker_id"] < spec["num_workers"]:
-        raise BadEvent(f"event: worker_id={event['worker_id']} is not in [0, num_workers="
-                       f"{spec['num_workers']})")
+    if not event["worker_id"] < spec["workers"]:
+        raise BadEvent(f"event: worker_id={event['worker_id']} is not in [0, workers="
+                       f"{spec['workers']})")
     return event
 
 
@@ -270,18 +271,23 @@ def _make_store(cfg: dict) -> Store:
 
 
 def _build(ev: dict, x, y):
+    """The worker state; the model is first built on the meta device (no memory), so settings
+    that would not give the round's d parameters are refused before anything is allocated."""
     spec = WorkerSpec(worker_id=ev["worker_id"], dataset="store", indices=list(range(len(x))),
                       **ev["spec"])
     try:
+        with torch.device("meta"):
+            d = sum(p.numel() for p in build_model(spec.model, ev["input_shape"], ev["num_classes"],
+                                                   **spec.model_kwargs).parameters())
+        if d != ev["d"]:
+            raise BadEvent(f"event: d={ev['d']}, but model {spec.model!r} has {d} parameters")
         # the shard is all this worker's data: build_worker keeps it whole
-        state = build_worker(spec, Data(x, y, x[:0], y[:0], ev["num_classes"]))
+        return build_worker(spec, Data(x, y, x[:0], y[:0], ev["num_classes"]))
     except (TypeError, ValueError) as e:
+        if isinstance(e, BadEvent):
+            raise
         raise BadSettings(f"event.spec: model {spec.model!r} {spec.model_kwargs} or attack "
                           f"{spec.attack!r} {spec.attack_kwargs}: {e}"[:300]) from None
-    d = sum(p.numel() for p in state.model.parameters())
-    if d != ev["d"]:
-        raise BadEvent(f"event: d={ev['d']}, but model {spec.model!r} has {d} parameters")
-    return state
 
 
 def _state(ev: dict, store: Store):
@@ -311,15 +317,16 @@ def run_event(ev: dict, store: Store) -> dict:
     """Do one validated event's work against ``store``: the handler minus parsing and error mapping."""
     run, rnd, w = ev["run_id"], ev["round"], ev["worker_id"]
     token = bytes.fromhex(ev["token"])
+    # the parameters first: the server wrote them, so d is the size of a real model
+    blob = _fetch(store, params_key(run, rnd), ev["params_digest"])
+    params = wire.decode(blob, kind="params", run_id=run, round=rnd, worker=-1,
+                         dtype=torch.float32, shape=(ev["d"],))
     state = _state(ev, store)
     what = fault(state, rnd)
     if what == "crash":
         raise WorkerCrash(f"worker {w} crashed in round {rnd} (fault attack {state.spec.attack!r})")
     if what is not None:
         time.sleep(what)
-    blob = _fetch(store, params_key(run, rnd), ev["params_digest"])
-    params = wire.decode(blob, kind="params", run_id=run, round=rnd, worker=-1,
-                         dtype=torch.float32, shape=(ev["d"],))
     grad, loss, secs = timed_gradient(state, params, rnd)
     out = wire.encode(grad, kind="grad", run_id=run, round=rnd, worker=w, token=token)
     key = grad_key(run, rnd, w, token)

@@ -128,7 +128,7 @@ def encode(tensor, *, kind: str, run_id: str, round: int, worker: int,
     dims = list(t.shape) + [0] * (MAX_NDIM - t.dim())
     head = _HEAD.pack(MAGIC, VERSION, code, _CODE_OF_KIND[kind], run_id.encode("ascii"), round,
                       worker, t.dim(), *dims, t.numel())
-    payload = memoryview(np.ascontiguousarray(arr)).cast("B")
+    payload = memoryview(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
     reserved = bytes(HEADER_SIZE - _RESERVED.start)
     return b"".join((head, _digest(head, reserved, payload, token), reserved, payload))
 
