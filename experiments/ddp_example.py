@@ -36,8 +36,8 @@ import torch.multiprocessing as mp
 
 import robustagg as ra
 from robustagg.distributed import comm_hook, init_loopback_group, robust_all_reduce
-from robustagg.training.data import load_dataset, partition
-from robustagg.training.models import build_model, loss_fn
+from robustagg.run.data import load_dataset, partition
+from robustagg.run.models import build_model, loss_fn
 
 RULES = {"mean": lambda f: ra.Mean(), "median": lambda f: ra.CoordinateMedian(f=f),
          "trimmed_mean": lambda f: ra.TrimmedMean(f=f), "krum": lambda f: ra.Krum(f=f),

@@ -16,6 +16,7 @@ The sweeper writes ``sweep.json`` (every cell's folder name, in order) into the 
 the task reads it to print ``[cell k/m]``, and ``experiments.report`` reads it to know which
 cells belong to the sweep.
 """
+import itertools
 import json
 import os
 import sys
@@ -23,12 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
+
+from experiments.schema import preflight, task_config
 
 # Hydra takes plugins only from the hydra_plugins namespace package, found on sys.path:
 # experiments/_plugins holds our part of it (the sweeper class Hydra instantiates).
@@ -52,12 +55,6 @@ class GridSweeperConf:
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="grid", node=GridSweeperConf)
-
-
-def task_config(cfg: DictConfig) -> dict:
-    """The experiment part of a composed config (no ``hydra`` node), resolved to plain data."""
-    task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-    return OmegaConf.to_container(task, resolve=True, enum_to_str=True)
 
 
 def is_finished(cell_dir: Path, config: dict) -> bool:
@@ -92,6 +89,22 @@ def progress_line(sweep_dir: Path, cell_name: str) -> Optional[str]:
     return f"[cell {k}/{len(todo)}] {cell_name} ({len(todo) - k} remain, {len(index['skipped'])} skipped as finished)"
 
 
+def product(overrides) -> List[List[str]]:
+    """The cartesian product of parsed overrides, as Hydra's basic sweeper forms it: one
+    ``key=value`` list per cell; a key given twice keeps its first place and its last values."""
+    choices: Dict[str, List[str]] = {}
+    for o in overrides:
+        key = o.get_key_element()
+        if o.is_sweep_override():
+            if not o.is_discrete_sweep():
+                raise HydraException(f"the grid sweeper does not support sweep type "
+                                     f"{o.value_type.name} ({key})")
+            choices[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+        else:
+            choices[key] = [f"{key}={o.get_value_element_as_str()}"]
+    return [list(cell) for cell in itertools.product(*choices.values())]
+
+
 class GridSweeper(Sweeper):
     """Hydra's basic sweeper over the union of ``grids``, skipping finished cells."""
 
@@ -118,16 +131,15 @@ class GridSweeper(Sweeper):
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         seen, out = set(), []
         for grid in self.grids:
-            # Later keys win in split_arguments: grid over params, command line over both.
+            # Later keys win: grid over params, command line over both.
             lines = [f"{k}={v}" for d in (self.params, grid) for k, v in d.items()] + list(arguments)
-            for job in BasicSweeper.split_arguments(parser.parse_overrides(lines), None)[0]:
+            for job in product(parser.parse_overrides(lines)):
                 if tuple(job) not in seen:
                     seen.add(tuple(job))
                     out.append(job)
         return out
 
     def sweep(self, arguments: List[str]) -> Any:
-        from experiments.train import preflight
         from robustagg.backends.ray_cluster import RAY_ENV
 
         os.environ.update(RAY_ENV)  # before a launcher (Ray's) starts or joins Ray

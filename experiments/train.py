@@ -5,9 +5,9 @@
     python -m experiments.train -m rule=mean,krum attack=none,alie seed=0,1   # a sweep
     python -m experiments.train -m +study=reproduction             # the reproduction study
 
-The config (``experiments/conf``) is typed by :mod:`experiments.schema`, turned into a
-:class:`robustagg.training.TrainConfig` (which checks the rule's bound on n and f) and run
-with :func:`robustagg.training.train`. Rules, pre-aggregations and attacks are named from the
+The config (``experiments/conf``) is typed by :mod:`experiments.schema` (generated from
+:class:`robustagg.training.TrainConfig`), turned back into a ``TrainConfig`` (which checks the
+rule's bound on n and f) and run with :func:`robustagg.training.train`. Rules, pre-aggregations and attacks are named from the
 registries (``name: krum``) or built from ``_target_`` (a user's own class); models and datasets
 are named or given by a ``_target_`` factory.
 
@@ -24,77 +24,31 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import schema
-from experiments.sweep import FAILED, progress_line, task_config, write_summary
+from experiments.schema import preflight, task_config, train_config
+from experiments.sweep import FAILED, progress_line, write_summary
 
 schema.register()
 
 CONFIG_FILE = "config.yaml"
+# Option names Hydra's override grammar reads as floats (attack=nan is the float NaN): the
+# command line's spelling, and the option file that holds them.
+FLOAT_NAMED = {"attack": {"nan": "nan_grad", "inf": "inf_grad"}}
 
 
-def _named(node: dict):
-    """``(name or factory, kwargs)`` of a ``name:``/``_target_:`` node."""
-    node = dict(node)
-    if "_target_" in node:
-        return get_method(node.pop("_target_")), node
-    return node.pop("name"), node
-
-
-def train_config(config: dict, output_dir=None):
-    """The :class:`~robustagg.training.TrainConfig` of a resolved experiment config (a dict as
-    :func:`experiments.sweep.task_config` returns). Constructing it checks every value and the
-    rule's bound, so this is the check that runs before any Ray process starts."""
-    from robustagg.training import TrainConfig
-
-    c = config
-    pre = list((c.get("pre") or {}).values())
-    if "_target_" in c["rule"] or any("_target_" in p for p in pre):
-        # A user's own rule or pre-aggregation: build the objects here (Hydra's instantiate).
-        import robustagg as ra
-
-        def build(node, factory):
-            return instantiate(node) if "_target_" in node else factory(**node)
-
-        rule = build(c["rule"], ra.aggregator)
-        if pre:
-            rule = ra.Pipeline(pre=[build(p, ra.pre_aggregator) for p in pre], rule=rule)
-        rule_args = {"rule": rule, "pre": []}
-    else:
-        name, kwargs = _named(c["rule"])
-        rule_args = {"rule": name, "rule_kwargs": kwargs, "pre": [dict(p) for p in pre]}
-    if "_target_" in c["attack"]:  # a user's own attack: the training loop takes the object
-        attack, attack_kwargs = instantiate(c["attack"]), {}
-    else:
-        attack, attack_kwargs = _named(c["attack"])
-    data = dict(c["dataset"])
-    split = {k: data.pop(k) for k in ("partition", "alpha", "shards_per_worker") if k in data}
-    dataset, dataset_kwargs = _named(data)
-    model, model_kwargs = _named(c["model"])
-    opt = dict(c["optimizer"])
-    backend = dict(c["backend"])
-    return TrainConfig(
-        dataset=dataset, dataset_kwargs=dataset_kwargs, **split,
-        model=model, model_kwargs=model_kwargs,
-        workers=c["workers"], byzantine=c["byzantine"], **rule_args,
-        attack=attack, attack_kwargs=attack_kwargs,
-        rounds=c["rounds"], batch_size=c["batch_size"], optimizer=opt.pop("name"), **opt,
-        eval_every=c["eval_every"], seed=c["seed"], checkpoint_every=c["checkpoint_every"],
-        resume=c["resume"],
-        progress=c["progress"], output_dir=None if output_dir is None else str(output_dir),
-        backend=backend.pop("name"), backend_kwargs=backend.pop("kwargs"), **backend,
-    )
-
-
-def preflight(cfg: DictConfig, where: str = ""):
-    """Check a composed config without running it (the sweeper calls this for every cell before
-    the first one starts); raises ``ValueError`` naming ``where`` and the problem."""
-    try:
-        return train_config(task_config(cfg))
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"{where + ': ' if where else ''}{e}") from e
+def float_named(args: list) -> list:
+    """``args`` with ``attack=nan`` / ``attack=inf`` (also in a sweep, ``attack=none,nan``)
+    spelled as their option files, ``nan_grad`` / ``inf_grad``."""
+    out = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        names = FLOAT_NAMED.get(key)
+        if sep and names:
+            value = ",".join(names.get(v.strip().lower(), v) for v in value.split(","))
+        out.append(key + sep + value)
+    return out
 
 
 _ray_started = False
@@ -136,7 +90,7 @@ def run(cfg: DictConfig, output_dir) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig):
+def _task(cfg: DictConfig):
     hc = HydraConfig.get()
     try:
         preflight(cfg)  # a sweep's cells were checked by the sweeper already; this is cheap
@@ -147,6 +101,12 @@ def main(cfg: DictConfig):
     summary = run(cfg, hc.runtime.output_dir)
     print(f"final test accuracy {summary.get('final_test_acc')}  ->  {hc.runtime.output_dir}", flush=True)
     return summary.get("final_test_acc")
+
+
+def main():
+    """The command line's entry point: Hydra's, after :func:`float_named`."""
+    sys.argv[1:] = float_named(sys.argv[1:])
+    return _task()
 
 
 if __name__ == "__main__":

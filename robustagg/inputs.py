@@ -80,29 +80,59 @@ def _flatten_dicts(grads: Sequence[Mapping], rule: str):
     return x, unflatten
 
 
-def flatten_grads(module: nn.Module) -> torch.Tensor:
-    """The ``.grad`` of every parameter of ``module`` (in ``module.parameters()`` order) as one
-    vector ``Tensor[d]``; a parameter without a gradient contributes zeros."""
-    params = list(module.parameters())
-    if not params:
-        raise ValueError(f"{type(module).__name__} has no parameters")
-    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                      for p in params])
+def _params(params, where: str) -> list:
+    out = list(params.parameters()) if isinstance(params, nn.Module) else list(params)
+    if not out:
+        name = type(params).__name__ if isinstance(params, nn.Module) else "params"
+        raise ValueError(f"{where}: {name} has no parameters")
+    return out
 
 
-def assign_grads(module: nn.Module, vec: torch.Tensor) -> None:
-    """Write ``vec: Tensor[d]`` into the ``.grad`` of every parameter of ``module`` (the inverse
-    of :func:`flatten_grads`), creating gradients where they are None."""
-    params = list(module.parameters())
+def flatten_grads(params, grads=None, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The gradients of ``params`` (an ``nn.Module``'s parameters, or a sequence of tensors) as
+    one vector ``Tensor[d]``, ``d = Σ numel``: ``grads`` (one per parameter, None allowed) or by
+    default each parameter's ``.grad``, flattened in order, zeros where None, in the promoted
+    floating dtype of the parameters. Written into ``out`` when given (a ``Tensor[d]``, e.g. a
+    row of a preallocated ``[n, d]`` buffer), so that no intermediate vector is made."""
+    params = _params(params, "flatten_grads")
+    grads = [p.grad for p in params] if grads is None else list(grads)
+    d = sum(p.numel() for p in params)
+    if out is None:
+        dtype = params[0].dtype
+        for p in params[1:]:
+            dtype = torch.promote_types(dtype, p.dtype)
+        out = torch.empty(d, dtype=dtype, device=params[0].device)
+    elif out.shape != (d,):
+        raise ValueError(f"flatten_grads: out must have shape [{d}], got {tuple(out.shape)}")
+    offset = 0
+    for p, g in zip(params, grads):
+        part = out[offset:offset + p.numel()]
+        if g is None:
+            part.zero_()
+        else:
+            part.copy_(g.reshape(-1))
+        offset += p.numel()
+    return out
+
+
+def assign_grads(params, vec: torch.Tensor, present=None) -> None:
+    """Write ``vec: Tensor[d]`` into the ``.grad`` of ``params`` (an ``nn.Module``'s parameters,
+    or a sequence of tensors; the inverse of :func:`flatten_grads`), creating gradients where
+    they are None; a parameter whose entry of ``present`` (bools, one per parameter) is False
+    gets ``.grad = None`` instead."""
+    params = _params(params, "assign_grads")
     total = sum(p.numel() for p in params)
     if vec.ndim != 1 or vec.numel() != total:
-        raise ValueError(f"assign_grads: vec must have shape [{total}] for "
-                         f"{type(module).__name__}, got {tuple(vec.shape)}")
+        name = type(params).__name__ if isinstance(params, nn.Module) else "params"
+        raise ValueError(f"assign_grads: vec must have shape [{total}] for {name}, "
+                         f"got {tuple(vec.shape)}")
     offset = 0
-    for p in params:
-        chunk = vec[offset:offset + p.numel()].view_as(p).to(p.dtype)
-        if p.grad is None:
-            p.grad = chunk.clone()
+    for k, p in enumerate(params):
+        chunk = vec[offset:offset + p.numel()].view_as(p)
+        offset += p.numel()
+        if present is not None and not present[k]:
+            p.grad = None
+        elif p.grad is None:
+            p.grad = chunk.to(p.dtype, copy=True)
         else:
             p.grad.copy_(chunk)
-        offset += p.numel()

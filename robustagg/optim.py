@@ -11,7 +11,9 @@ their sum or average by a robust rule before the wrapped optimizer steps::
     opt.step()                             # .grad <- rule(sources); inner SGD step
 
 This module also holds the packing of parameter gradients into one vector, shared with
-:mod:`robustagg.distributed` (which gathers the same vectors from the ranks of a process group).
+:mod:`robustagg.distributed` (which gathers the same vectors from the ranks of a process group),
+and :func:`apply_aggregate`, the one path by which an aggregate reaches the parameters' ``.grad``
+(used here, by :mod:`robustagg.distributed` and by the training loop's parameter server).
 
 Packed format (one source): ``(Tensor[d], uint8 Tensor[p])``: the p parameters' gradients
 flattened in order (``d = Σ numel``, zeros where a gradient is None) in the promoted floating
@@ -30,6 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
+from .inputs import assign_grads, flatten_grads
 from .rules import PreAggregator, Rule
 
 log = logging.getLogger(__name__)
@@ -67,24 +70,11 @@ def check_rule(rule, where: str) -> Rule:
     return rule
 
 
-def packed_dtype(params: Sequence[torch.Tensor]) -> torch.dtype:
-    dtype = params[0].dtype
-    for p in params[1:]:
-        dtype = torch.promote_types(dtype, p.dtype)
-    return dtype
-
-
 def pack(params: Sequence[torch.Tensor],
          grads: Sequence[torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor]:
     """``grads`` (one per parameter, None allowed) in the packed format
     ``(Tensor[d], uint8 Tensor[p])``."""
-    d = sum(p.numel() for p in params)
-    vec = torch.zeros(d, dtype=packed_dtype(params), device=params[0].device)
-    offset = 0
-    for p, g in zip(params, grads):
-        if g is not None:
-            vec[offset:offset + p.numel()].copy_(g.reshape(-1))
-        offset += p.numel()
+    vec = flatten_grads(params, grads)
     flags = torch.tensor([g is not None for g in grads], dtype=torch.uint8, device=vec.device)
     return vec, flags
 
@@ -96,32 +86,32 @@ def all_finite(t: torch.Tensor) -> bool:
     return bool(torch.isfinite(lo) & torch.isfinite(hi))
 
 
-def aggregate_into(params: Sequence[torch.Tensor], rows: torch.Tensor, flags: torch.Tensor,
-                   rule: Rule) -> bool:
-    """Aggregate ``rows: Tensor[n, d]`` (packed sources, with their presence ``flags[n, p]``)
-    with ``rule`` and write the result into the parameters' ``.grad``. Returns True; if the
-    aggregate is not finite (the mean with a non-finite source, or more than f bad sources)
-    every ``.grad`` is set to None instead, so that ``optimizer.step()`` leaves the parameters
-    unchanged, and returns False."""
-    present = (flags != 0).sum(dim=0) > rule.f
-    agg = rule(rows)
+def apply_aggregate(params: Sequence[torch.Tensor], agg: torch.Tensor, present=None) -> bool:
+    """Write the aggregate ``agg: Tensor[d]`` into the parameters' ``.grad`` (``present``: one
+    bool per parameter, False leaves that ``.grad`` None) and return True; if ``agg`` is not
+    finite, set every ``.grad`` to None instead, so that ``optimizer.step()`` leaves the
+    parameters unchanged, and return False."""
     if not all_finite(agg):
-        log.warning("%r gave a non-finite aggregate from %d sources; gradients set to None, "
-                    "step skipped", rule, rows.shape[0])
         for p in params:
             p.grad = None
         return False
-    offset = 0
-    for p, keep in zip(params, present.tolist()):
-        chunk = agg[offset:offset + p.numel()].view_as(p)
-        offset += p.numel()
-        if not keep:
-            p.grad = None
-        elif p.grad is None:
-            p.grad = chunk.to(p.dtype, copy=True)
-        else:
-            p.grad.copy_(chunk)
+    assign_grads(params, agg, present)
     return True
+
+
+def aggregate_into(params: Sequence[torch.Tensor], rows: torch.Tensor, flags: torch.Tensor,
+                   rule: Rule) -> bool:
+    """Aggregate ``rows: Tensor[n, d]`` (packed sources, with their presence ``flags[n, p]``)
+    with ``rule`` and write the result into the parameters' ``.grad`` (:func:`apply_aggregate`):
+    a parameter's ``.grad`` is None when at most ``rule.f`` sources had one. Returns False, with
+    every ``.grad`` None, if the aggregate is not finite (the mean with a non-finite source, or
+    more than f bad sources)."""
+    present = ((flags != 0).sum(dim=0) > rule.f).tolist()
+    if apply_aggregate(params, rule(rows), present):
+        return True
+    log.warning("%r gave a non-finite aggregate from %d sources; gradients set to None, "
+                "step skipped", rule, rows.shape[0])
+    return False
 
 
 class RobustOptimizer:

@@ -5,65 +5,22 @@ each tagged with its worker id; omissions (timeout, crash, malformed answer) are
 absent, with the reason in :attr:`Arrivals.errors`. The parameter server never knows which
 backend it drives.
 
-A worker is described by a :class:`WorkerSpec`: plain data (JSON-serializable when the dataset
-and model are named), from which a stateless worker rebuilds its shard and model
-(:func:`robustagg.training.worker.build_worker`) and computes the same gradient a stateful one
-would (:func:`robustagg.training.worker.compute_gradient`).
+A worker is described by a :class:`~robustagg.run.config.WorkerSpec`: plain data
+(JSON-serializable when the dataset and model are named), from which a stateless worker rebuilds
+its shard and model (:func:`robustagg.run.worker.build_worker`) and computes the same gradient a
+stateful one would (:func:`robustagg.run.worker.compute_gradient`). Backends import the run's
+modules (:mod:`robustagg.run`), never the training loop that drives them.
 """
 from __future__ import annotations
 
 import abc
-import dataclasses
 import importlib
 import warnings
 from dataclasses import dataclass, field
 
 import torch
 
-
-def from_plain(cls, d):
-    """``cls(**d)`` for a dataclass ``cls``, with unknown keys an error naming them."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown fields {sorted(unknown)}; known: {sorted(names)}")
-    return cls(**dict(d))
-
-
-@dataclass
-class WorkerSpec:
-    """Everything worker ``worker_id`` needs to rebuild itself.
-
-    ``dataset``/``model`` are registry names (or, for in-process and Ray backends only, objects
-    as accepted by ``load_dataset``/``build_model``). The shard is given by the partition
-    recipe (``partition``, ``num_workers``, ``alpha``, ``shards_per_worker``, ``seed``) and,
-    when the server already computed it, by ``indices`` (then the recipe is not re-run).
-    ``attack`` names a data-poisoning or fault attack this worker carries out ("none" for an
-    honest worker); model-poisoning attacks act on the server and never appear here.
-    """
-
-    worker_id: int
-    num_workers: int
-    dataset: object = "digits"
-    dataset_kwargs: dict = field(default_factory=dict)
-    partition: str = "iid"
-    alpha: float = 1.0
-    shards_per_worker: int = 2
-    indices: list | None = None
-    model: object = "mlp"
-    model_kwargs: dict = field(default_factory=dict)
-    batch_size: int = 32
-    seed: int = 0
-    byzantine: bool = False
-    attack: str = "none"
-    attack_kwargs: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "WorkerSpec":
-        return from_plain(cls, d)
+from robustagg.run.config import WorkerSpec
 
 
 @dataclass
@@ -106,7 +63,7 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def start(self, specs: list[WorkerSpec], data=None) -> None:
         """Create the workers (may take seconds: processes, data loading). ``data``: the
-        dataset already loaded by the server (a ``robustagg.training.data.Data``), which a
+        dataset already loaded by the server (a ``robustagg.run.data.Data``), which a
         backend sharing memory with the server may hand to its workers instead of having each
         load it; backends whose workers load by name ignore it."""
 

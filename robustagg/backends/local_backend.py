@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import time
 
+from robustagg.run.worker import build_worker, fault, timed_gradient
+
 from .base import Arrivals, Backend
 
 
 class LocalBackend(Backend):
-    """Runs :func:`robustagg.training.worker.compute_gradient` for each worker in turn."""
+    """Runs :func:`robustagg.run.worker.compute_gradient` for each worker in turn."""
 
     def __init__(self):
         self.states = {}
 
     def start(self, specs, data=None):
-        from robustagg.training.worker import build_worker
-
         self.states = {s.worker_id: build_worker(s, data) for s in specs}
 
     def compute(self, round, params, worker_ids, timeout_s):
-        from robustagg.training.worker import fault, timed_gradient
-
         out = Arrivals()
         t0 = time.perf_counter()
         for i in worker_ids:

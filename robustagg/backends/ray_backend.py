@@ -22,6 +22,9 @@ import warnings
 import numpy as np
 import torch
 
+from robustagg.run.data import Data
+from robustagg.run.worker import build_worker, fault, timed_gradient
+
 from .base import Arrivals, Backend, check_gradient
 
 _DATA_FIELDS = ("x_train", "y_train", "x_test", "y_test")
@@ -31,9 +34,6 @@ class _RayWorker:
     """One actor process hosting one or more logical workers (by worker id)."""
 
     def __init__(self, specs: list, data: dict | None):
-        from robustagg.training.data import Data
-        from robustagg.training.worker import build_worker
-
         torch.set_num_threads(1)
         shared = None
         if data is not None:
@@ -45,8 +45,6 @@ class _RayWorker:
         self.states = {s.worker_id: build_worker(s, shared) for s in specs}
 
     def compute(self, worker_id: int, round: int, params: np.ndarray):
-        from robustagg.training.worker import fault, timed_gradient
-
         state = self.states[worker_id]
         act = fault(state, round)
         if act == "crash":
@@ -80,7 +78,6 @@ class RayBackend(Backend):
         self.start_timeout_s = start_timeout_s
         self.actors = []
         self.actor_of = {}
-        self.dim = None
 
     def start(self, specs, data=None):
         import ray

@@ -43,10 +43,21 @@ def pre_aggregator(name: str, **kwargs):
 
 
 def available_rules() -> list[str]:
-    """Names accepted by :func:`aggregator` (aliases included)."""
+    """Names accepted by :func:`aggregator` (aliases included). The pre-aggregations, which go
+    in front of a rule, are listed by :func:`available_pre_aggregators`."""
     return sorted(_RULES)
 
 
 def available_pre_aggregators() -> list[str]:
     """Names accepted by :func:`pre_aggregator`."""
     return sorted(_PRE)
+
+
+def rule_classes() -> dict[str, type]:
+    """``name -> class`` of every registered rule (aliases included)."""
+    return dict(_RULES)
+
+
+def pre_aggregator_classes() -> dict[str, type]:
+    """``name -> class`` of every registered pre-aggregation."""
+    return dict(_PRE)

@@ -6,7 +6,8 @@
 
 Importing this package does not import Ray; ``train`` imports it when the backend is Ray.
 """
-from .config import TrainConfig
+from robustagg.run.config import TrainConfig
+
 from .loop import TrainResult, train
 
 __all__ = ["TrainConfig", "TrainResult", "train"]

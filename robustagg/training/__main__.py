@@ -1,30 +1,66 @@
-"""``python -m robustagg.training [key=value ...]``: run one experiment with TrainConfig's
-defaults, overridden by ``key=value`` pairs (values parsed as JSON when they parse, e.g.
-``rounds=50 rule=median attack=gaussian attack_kwargs='{"std":100}'``). The Hydra entry point
-with config groups and sweeps is ``python -m experiments.train``."""
+"""``python -m robustagg.training [key=value ...]``: one run with :class:`TrainConfig`'s defaults,
+overridden by ``key=value`` pairs for its fields (``--help`` lists them). Each value is read as
+its field's type: ``rounds=50 rule=median address=none progress=false
+attack_kwargs='{"std": 100}' pre='["nnm"]'`` (dicts and lists as JSON). The Hydra entry point,
+with config groups and sweeps, is ``python -m experiments.train``."""
+import dataclasses
 import json
 import sys
+import typing
 
 from . import TrainConfig, train
 
 
-def parse(argv):
+def _read(key: str, value: str, hint):
+    """``value`` as the type ``hint`` of field ``key``."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if type(None) in typing.get_args(hint) and value.lower() in ("none", "null"):
+        return None
+    kind = args[0] if len(args) == 1 else hint
+    try:
+        if kind is bool:
+            if value.lower() not in ("true", "false"):
+                raise ValueError("expected true or false")
+            return value.lower() == "true"
+        if kind in (int, float):
+            return kind(value)
+        if kind in (dict, list):
+            out = json.loads(value)
+            if not isinstance(out, kind):
+                raise ValueError(f"expected a JSON {kind.__name__}")
+            return out
+    except ValueError as e:
+        raise SystemExit(f"error: {key}={value!r}: {e}") from None
+    return value  # str, or a registry name of rule/attack/dataset/model
+
+
+def usage() -> str:
+    lines = [__doc__, "", "fields (default):"]
+    for f in dataclasses.fields(TrainConfig):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        lines.append(f"  {f.name}={json.dumps(default)}")
+    return "\n".join(lines)
+
+
+def parse(argv) -> dict:
+    hints = typing.get_type_hints(TrainConfig)
     kwargs = {}
     for arg in argv:
+        if arg in ("-h", "--help"):
+            print(usage())
+            raise SystemExit(0)
         key, sep, value = arg.partition("=")
-        if not sep:
-            raise SystemExit(f"arguments are key=value, got {arg!r}\n{__doc__}")
-        try:
-            kwargs[key] = json.loads(value)
-        except json.JSONDecodeError:
-            kwargs[key] = value
+        if not sep or key not in hints:
+            raise SystemExit(f"error: arguments are key=value for a field of TrainConfig, got "
+                             f"{arg!r} (--help lists them)")
+        kwargs[key] = _read(key, value, hints[key])
     return kwargs
 
 
 def main(argv=None):
     args = parse(sys.argv[1:] if argv is None else argv)
     try:
-        cfg = TrainConfig.from_dict(args)
+        cfg = TrainConfig(**args)
     except (ValueError, TypeError) as e:
         raise SystemExit(f"error: {e}") from None
     result = train(cfg)

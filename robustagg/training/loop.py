@@ -3,23 +3,29 @@
 With ``backend="ray"`` the parameter server runs as a Ray actor (and the workers as actors it
 creates); Ray is the one already initialised in this process, else a local one started here on
 127.0.0.1 (stopped at the end), else the cluster at ``cfg.address``. Other backends run the
-server in this process. The driver loop writes the metrics, shows the progress bar, and
-writes a checkpoint every ``checkpoint_every`` rounds; ``resume=True`` continues from it.
+server in this process. The driver loop writes the metrics, shows the progress bar, logs each
+evaluation and the summary (logger ``robustagg.training``, level INFO: ``experiments.train``
+writes these lines to the run folder's ``train.log``), and writes a checkpoint every
+``checkpoint_every`` rounds; ``resume=True`` continues from it.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
 
 import torch
 
+from robustagg.run.config import TrainConfig
+
 from . import checkpoint
-from .config import TrainConfig
 from .metrics import MetricsLog, format_summary, summarize
 from .server import ParameterServer
+
+logger = logging.getLogger("robustagg.training")
 
 
 @dataclass
@@ -83,6 +89,7 @@ def train(cfg: TrainConfig | None = None, **overrides) -> TrainResult:
         cfg = dataclasses.replace(cfg, **overrides)
     out = cfg.run_dir
     os.makedirs(out, exist_ok=True)
+    logger.info("%s -> %s (%d rounds, backend %s)", cfg.name, out, cfg.rounds, cfg.backend)
     state = checkpoint.load(out) if cfg.resume else None
     start = state["round"] if state else 0
     started_ray = False
@@ -117,6 +124,7 @@ def train(cfg: TrainConfig | None = None, **overrides) -> TrainResult:
     summary = {**summarize(log.history), "startup_s": startup_s}
     with open(os.path.join(out, "summary.json"), "w") as fh:
         json.dump(summary, fh, indent=1)
+    logger.info("summary\n%s", format_summary(summary))
     if cfg.progress:
         print(f"{cfg.name}  ->  {out}\n{format_summary(summary)}")
     return TrainResult(cfg, log.history, summary, out, params)
@@ -134,6 +142,8 @@ def _rounds(cfg, server, log, start, out):
         if _evaluate_now(cfg, r):
             rec.update(server.call("evaluate"))
             acc = rec.get("test_acc", acc)
+            logger.info("round %d/%d: test_loss %.4g, test_acc %s, omitted %d", r + 1, cfg.rounds,
+                     rec["test_loss"], "-" if acc is None else f"{acc:.4f}", len(rec["omitted"]))
         rec["round_s"] = time.perf_counter() - t0
         log.write(rec)
         bar.set_postfix(acc="-" if acc is None else f"{acc:.3f}", round_s=f"{rec['round_s']:.3f}",

@@ -1,10 +1,13 @@
 """The parameter server: model, optimizer, rule, attack, round counter; one round per ``step``.
 
-A round (ARCHITECTURE.md, "One round"): publish the parameters once through the backend,
-collect what arrived by the deadline, optionally fold each worker's gradient into its worker
-momentum, let a model-poisoning attack write the f Byzantine rows (it sees the honest rows of
-the round: the omniscient adversary), aggregate, and apply a finite aggregate with the
-optimizer; a non-finite one is skipped and logged. Workers ``n-f .. n-1`` are the Byzantine ones.
+A round (docs/architecture.md, "One round"): publish the parameters once through the backend,
+collect what arrived by the deadline into one preallocated ``[n, d]`` buffer (rows in worker-id
+order, honest workers first since workers ``n-f .. n-1`` are the Byzantine ones), optionally
+fold each worker's gradient into its worker momentum, let a model-poisoning attack write the f
+Byzantine rows of the buffer (it reads the honest rows of the round in place: the omniscient
+adversary), aggregate the buffer's filled rows, and apply a finite aggregate with the optimizer
+through :func:`robustagg.optim.apply_aggregate` (the path ``RobustOptimizer`` takes); a
+non-finite one is skipped and logged.
 
 Worker momentum (Karimireddy, He & Jaggi, "Learning from History for Byzantine Robust
 Optimization", ICML 2021, Alg. 2): ``m_i^t = (1 - β) g_i^t + β m_i^{t-1}``, ``m_i^1 = g_i^1``,
@@ -21,12 +24,12 @@ import time
 
 import torch
 
-from robustagg import inputs
-
-from ..backends.base import WorkerSpec, make_backend
-from .data import load_dataset, partition
-from .models import build_model, loss_fn
-from .worker import single_thread
+from robustagg.backends.base import make_backend
+from robustagg.optim import apply_aggregate
+from robustagg.run.config import WorkerSpec
+from robustagg.run.data import load_dataset, partition
+from robustagg.run.models import build_model, loss_fn
+from robustagg.run.worker import single_thread
 
 
 class ParameterServer:
@@ -41,19 +44,22 @@ class ParameterServer:
         self.loss = loss_fn(data.num_classes)
         self.model = build_model(cfg.model, data.input_shape, data.num_classes, seed=cfg.seed,
                                  **cfg.model_kwargs)
-        self.dim = sum(p.numel() for p in self.model.parameters())
+        self.parameters = [p for p in self.model.parameters()]
         self.optimizer = self._optimizer()
         self.rule = cfg.build_rule()
         attack = cfg.build_attack()
         self.byzantine = set(cfg.byzantine_ids)
         self.model_attack = attack if attack is not None and attack.kind == "model" else None
+        self.attacked = attack is not None  # without an attack the "Byzantine" ids act honestly
         self.round = 0
         self.worker_momentum: dict[int, torch.Tensor] = {}
+        # the round's vectors, row k for the k-th smallest worker id present (allocated once)
+        self.rows = torch.empty(cfg.workers, sum(p.numel() for p in self.parameters))
         self.backend = backend or make_backend(cfg.backend, **cfg.backend_kwargs)
         self.backend.start(self._specs(data, attack), data=data)
 
     def _optimizer(self):
-        c, params = self.cfg, self.model.parameters()
+        c, params = self.cfg, self.parameters
         if c.optimizer == "adam":
             return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
         return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
@@ -63,20 +69,12 @@ class ParameterServer:
         shards = partition(data.y_train, c.workers, c.partition, c.alpha, c.shards_per_worker,
                            c.seed)
         worker_attack = attack is not None and attack.kind in ("data", "fault")
-        return [WorkerSpec(worker_id=i, num_workers=c.workers, dataset=c.dataset,
-                           dataset_kwargs=dict(c.dataset_kwargs), partition=c.partition,
-                           alpha=c.alpha, shards_per_worker=c.shards_per_worker,
-                           indices=shards[i].tolist(), model=c.model,
-                           model_kwargs=dict(c.model_kwargs), batch_size=c.batch_size,
-                           seed=c.seed, byzantine=i in self.byzantine,
-                           attack=c.attack if worker_attack and i in self.byzantine else "none",
-                           attack_kwargs=dict(c.attack_kwargs) if worker_attack else {})
-                for i in range(c.workers)]
+        return [WorkerSpec.of(c, i, shards[i].tolist(), worker_attack) for i in range(c.workers)]
 
     # ---- one round ----
     def params(self) -> torch.Tensor:
         """The model as one float32 vector ``Tensor[d]``."""
-        return torch.nn.utils.parameters_to_vector(self.model.parameters()).detach().float()
+        return torch.nn.utils.parameters_to_vector(self.parameters).detach().float()
 
     def _asked(self):
         """Workers asked for a gradient: everyone, except Byzantine workers whose rows a
@@ -86,14 +84,19 @@ class ParameterServer:
             return [i for i in range(n) if i not in self.byzantine]
         return list(range(n))
 
-    def _momentum(self, grads: dict) -> dict:
+    def _fill(self, grads: dict) -> list[int]:
+        """Write each arrived vector (a gradient, or with ``worker_momentum`` the worker's
+        momentum) into ``self.rows`` in worker-id order; returns the ids of the rows."""
         beta = self.cfg.worker_momentum
-        if beta == 0:
-            return grads
-        for i, g in grads.items():
-            m = self.worker_momentum.get(i)
-            self.worker_momentum[i] = g.clone() if m is None else m.mul_(beta).add_(g, alpha=1 - beta)
-        return {i: self.worker_momentum[i] for i in grads}
+        ids = sorted(grads)
+        for k, i in enumerate(ids):
+            g = grads[i]
+            if beta:
+                m = self.worker_momentum.get(i)
+                g = self.worker_momentum[i] = g.clone() if m is None else \
+                    m.mul_(beta).add_(g, alpha=1 - beta)
+            self.rows[k].copy_(g)
+        return ids
 
     def step(self) -> dict:
         """Run one round; return its metrics record (plain data). The server's arithmetic runs
@@ -106,18 +109,20 @@ class ParameterServer:
         t0 = time.perf_counter()
         arr = self.backend.compute(r, self.params().contiguous(), self._asked(), c.round_timeout_s)
         t1 = time.perf_counter()
-        vecs = self._momentum({i: arr.grads[i] for i in sorted(arr.grads)})
-        honest_ids = [i for i in vecs if i not in self.byzantine]
+        ids = self._fill(arr.grads)
+        honest_ids = [i for i in ids if i not in self.byzantine]
+        h = len(honest_ids)
         if self.model_attack is not None:
             # omniscient: the honest rows; otherwise the Byzantine workers' own honest gradients
-            seen = honest_ids if self.model_attack.omniscient else \
-                [i for i in vecs if i in self.byzantine]
-            if not seen:
+            seen = self.rows[:h] if self.model_attack.omniscient else self.rows[h:len(ids)]
+            if not len(seen):
                 raise RuntimeError(f"round {r}: no gradient arrived for attack={c.attack!r} to see")
-            forged = self.model_attack(torch.stack([vecs[i] for i in seen]), len(self.byzantine),
-                                       rule=self.rule)
-            vecs.update({i: forged[k] for k, i in enumerate(sorted(self.byzantine))})
-        ids = sorted(vecs)
+            forged = self.model_attack(seen, len(self.byzantine), rule=self.rule)
+            if not self.model_attack.omniscient and \
+                    forged.untyped_storage().data_ptr() == self.rows.untyped_storage().data_ptr():
+                forged = forged.clone()  # may be a view of the rows it is about to overwrite
+            self.rows[h:h + len(self.byzantine)].copy_(forged)
+            ids = honest_ids + sorted(self.byzantine)
         try:
             self.rule.check(len(ids))
         except ValueError as e:
@@ -125,12 +130,11 @@ class ParameterServer:
             raise RuntimeError(f"round {r}: only {len(ids)} of {c.workers} workers answered within "
                                f"round_timeout_s={c.round_timeout_s} (missing {missing}: "
                                f"{arr.errors}); {e}") from None
-        x = torch.stack([vecs[i] for i in ids])
+        x = self.rows[:len(ids)]
         agg = self.rule(x)
         t2 = time.perf_counter()
-        finite = bool(torch.isfinite(agg).all())
+        finite = apply_aggregate(self.parameters, agg)
         if finite:
-            inputs.assign_grads(self.model, agg)
             self.optimizer.step()
         t3 = time.perf_counter()
         record = self._influence(agg, x, ids, honest_ids)
@@ -148,13 +152,15 @@ class ParameterServer:
 
     def _influence(self, agg, x, ids, honest_ids) -> dict:
         """Attack influence: the rule's selection (as worker ids, when rows still map to
-        workers), the share of Byzantine workers among it, and ``‖agg - honest mean‖₂``."""
+        workers), the share of the attacking workers' vectors among it (None without an attack:
+        then every worker is honest), and ``‖agg - honest mean‖₂``."""
         sel = self.rule.selected
         selected = None
         if sel is not None and len(sel) and int(sel.max()) < len(ids) and \
                 all(p.out_n(len(ids)) == len(ids) for p in getattr(self.rule, "pre", [])):
             selected = [ids[int(k)] for k in sel.flatten().tolist()]
-        share = None if not selected else sum(i in self.byzantine for i in selected) / len(selected)
+        share = None if not (selected and self.attacked) else \
+            sum(i in self.byzantine for i in selected) / len(selected)
         dist = None
         if honest_ids:
             # Byzantine ids are the largest, so the honest rows are the first ones: a view

@@ -26,7 +26,7 @@ N = 5
 def world():
     data = load_dataset("digits")
     shards = partition(data.y_train, N, "iid", seed=0)
-    specs = [WorkerSpec(worker_id=i, num_workers=N, dataset="digits", indices=shards[i].tolist(),
+    specs = [WorkerSpec(worker_id=i, workers=N, dataset="digits", indices=shards[i].tolist(),
                         batch_size=16, seed=0) for i in range(N)]
     model = build_model("mlp", data.input_shape, data.num_classes, seed=0)
     params = torch.nn.utils.parameters_to_vector(model.parameters()).detach()

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from robustagg.training import data, models
+from robustagg.run import data, models
 
 
 @pytest.fixture(scope="module")

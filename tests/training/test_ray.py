@@ -14,7 +14,7 @@ import torch
 from robustagg.backends.base import WorkerSpec
 from robustagg.backends.ray_cluster import processes_of, ray_env, start_head, stop_head
 from robustagg.training import TrainConfig, train
-from robustagg.training import worker as W
+from robustagg.run import worker as W
 
 pytestmark = pytest.mark.ray
 
@@ -78,8 +78,8 @@ def test_ray_equals_local_with_a_crashing_worker(ray_local, tmp_path):
 def test_killed_actor_is_restarted_and_rejoins_and_stragglers_time_out(ray_local):
     from robustagg.backends.ray_backend import RayBackend
 
-    specs = [WorkerSpec(worker_id=i, num_workers=3, model="logreg", seed=0) for i in range(3)]
-    specs[2].byzantine, specs[2].attack, specs[2].attack_kwargs = True, "straggle", {"delay": 3.0}
+    specs = [WorkerSpec(worker_id=i, workers=3, model="logreg", seed=0) for i in range(3)]
+    specs[2].is_byzantine, specs[2].attack, specs[2].attack_kwargs = True, "straggle", {"delay": 3.0}
     backend = RayBackend()
     backend.start(specs)
     try:

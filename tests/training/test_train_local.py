@@ -13,9 +13,9 @@ import torch
 
 from robustagg.backends.base import WorkerSpec
 from robustagg.training import TrainConfig, train
-from robustagg.training import worker as W
+from robustagg.run import worker as W
 from robustagg.training.metrics import FIELDS, read_jsonl
-from robustagg.training.models import build_model
+from robustagg.run.models import build_model
 from robustagg.training.server import ParameterServer
 
 
@@ -115,7 +115,7 @@ def test_worker_momentum_matches_reference():
     cfg = TrainConfig(backend="local", rule="mean", byzantine=0, workers=3, lr=1.0, momentum=0.0,
                       worker_momentum=0.5, model="logreg", progress=False)
     server = ParameterServer(cfg)
-    states = [W.build_worker(WorkerSpec(worker_id=i, num_workers=3, model="logreg", seed=0,
+    states = [W.build_worker(WorkerSpec(worker_id=i, workers=3, model="logreg", seed=0,
                                         batch_size=32, indices=s.indices))
               for i, s in enumerate(server.backend.states[i].spec for i in range(3))]
     p0 = server.params()

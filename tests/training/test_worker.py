@@ -3,11 +3,12 @@ import pytest
 import torch
 
 from robustagg.backends.base import WorkerSpec, check_gradient
-from robustagg.training import worker
+from robustagg.run import worker
+from robustagg.run.data import load_dataset
 
 
 def _spec(**kw):
-    return WorkerSpec(**{"worker_id": 2, "num_workers": 5, "model": "logreg", "batch_size": 16,
+    return WorkerSpec(**{"worker_id": 2, "workers": 5, "model": "logreg", "batch_size": 16,
                          "seed": 7, **kw})
 
 
@@ -43,14 +44,14 @@ def test_stateless_equals_stateful_and_rounds_differ():
 def test_shard_from_indices_or_recipe_agree():
     spec = _spec(partition="shards")
     st = worker.build_worker(spec)
-    idx = worker.shard_indices(spec, worker.load_dataset("digits").y_train)
+    idx = worker.shard_indices(spec, load_dataset("digits").y_train)
     st2 = worker.build_worker(_spec(partition="shards", indices=idx.tolist()))
     assert torch.equal(st.x, st2.x) and torch.equal(st.y, st2.y)
 
 
 def test_label_flip_poisons_only_byzantine_workers():
     honest = worker.build_worker(_spec())
-    byz = worker.build_worker(_spec(byzantine=True, attack="label_flip"))
+    byz = worker.build_worker(_spec(is_byzantine=True, attack="label_flip"))
     params = torch.zeros(650)
     gh, _ = worker.compute_gradient(honest, params, 0)
     gb, _ = worker.compute_gradient(byz, params, 0)
@@ -60,13 +61,13 @@ def test_label_flip_poisons_only_byzantine_workers():
 
 
 def test_faults_from_attacks():
-    st = worker.build_worker(_spec(byzantine=True, attack="crash", attack_kwargs={"round": 2}))
+    st = worker.build_worker(_spec(is_byzantine=True, attack="crash", attack_kwargs={"round": 2}))
     assert [worker.fault(st, r) for r in range(4)] == [None, None, "crash", "crash"]
-    st = worker.build_worker(_spec(byzantine=True, attack="straggle",
+    st = worker.build_worker(_spec(is_byzantine=True, attack="straggle",
                                    attack_kwargs={"delay": 0.5, "start": 1}))
     assert [worker.fault(st, r) for r in range(2)] == [None, 0.5]
     with pytest.raises(ValueError, match="model-poisoning"):
-        worker.build_worker(_spec(byzantine=True, attack="gaussian"))
+        worker.build_worker(_spec(is_byzantine=True, attack="gaussian"))
 
 
 def test_check_gradient_rejects_wrong_format():

@@ -46,8 +46,8 @@ from .handler import SCHEMA_VERSION
 from .stores import grad_key, make_store, params_key, redis_acl, round_prefix, run_prefix, shard_key
 
 HANDLER = "robustagg.backends.serverless.handler.handler"
-_SPEC_FIELDS = ("model", "model_kwargs", "batch_size", "seed", "byzantine", "attack",
-                "attack_kwargs", "num_workers")
+_SPEC_FIELDS = ("model", "model_kwargs", "batch_size", "seed", "is_byzantine", "attack",
+                "attack_kwargs", "workers")
 _LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
 

@@ -1,6 +1,9 @@
-"""The worker core shared by every backend (Ray actors, Lambda handler, in-process).
+"""The worker's computation, shared by every backend (Ray actors, Lambda handler, in-process).
 
-``build_worker(spec)`` turns a :class:`~robustagg.backends.base.WorkerSpec` into a
+A leaf of the training stack: it imports the run's data, models and attacks, never the
+training loop or a backend, so that both can import it.
+
+``build_worker(spec)`` turns a :class:`~robustagg.run.config.WorkerSpec` into a
 :class:`WorkerState` (its shard, its model, its loss, its data-poisoning or fault attack);
 ``compute_gradient(state, params, round)`` is a pure function of (spec, params, round): the
 minibatch is drawn from a generator seeded by (seed, worker id, round), so a stateless worker
@@ -9,9 +12,7 @@ that rebuilds its state every round returns the same gradient as a long-lived on
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
-import inspect
 import time
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from torch import nn
 
 from robustagg import inputs
 
+from .build import build_attack
 from .data import load_dataset, partition
 from .models import build_model, loss_fn
 
@@ -44,32 +46,6 @@ def derive_seed(*parts) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def build_named(factory, name, kwargs, defaults):
-    """``factory(name, **kwargs)``, adding each of ``defaults`` the built class takes and
-    ``kwargs`` lacks (e.g. ``f`` = the number of Byzantine workers, ``seed`` = the run's seed)."""
-    obj = factory(name, **kwargs)
-    params = inspect.signature(type(obj)).parameters
-    extra = {k: v for k, v in defaults.items() if k in params and k not in kwargs}
-    return factory(name, **kwargs, **extra) if extra else obj
-
-
-def make_attack(name, kwargs: dict, seed: int = 0, n: int | None = None):
-    """``attacks.attack(name, **kwargs)`` (seeded with ``seed`` and told the number of workers
-    ``n``, for attacks whose formula needs it like ALIE's z, unless kwargs give them), None
-    for ``"none"``, or a deep copy of ``name`` when it is already an attack object (every
-    holder gets its own generator state)."""
-    if name is None or (isinstance(name, str) and name == "none"):
-        return None
-    if not isinstance(name, str):
-        if kwargs:
-            raise ValueError(f"attack_kwargs={kwargs!r} go with an attack name, not with {name!r}")
-        return copy.deepcopy(name)
-    import attacks
-
-    return build_named(attacks.attack, name, kwargs,
-                       {"seed": seed} if n is None else {"seed": seed, "n": n})
-
-
 @dataclass
 class WorkerState:
     """A built worker: its shard ``x [m, ...]``, ``y [m]``, model, loss and attack (data or
@@ -88,19 +64,19 @@ def shard_indices(spec, labels: torch.Tensor) -> torch.Tensor:
     """This worker's training indices: ``spec.indices`` if given, else the partition recipe."""
     if spec.indices is not None:
         return torch.as_tensor(spec.indices, dtype=torch.long)
-    return partition(labels, spec.num_workers, spec.partition, spec.alpha,
+    return partition(labels, spec.workers, spec.partition, spec.alpha,
                      spec.shards_per_worker, spec.seed)[spec.worker_id]
 
 
 def build_worker(spec, data=None) -> WorkerState:
-    """Load (or take ``data``, an already loaded :class:`~robustagg.training.data.Data`) and
+    """Load (or take ``data``, an already loaded :class:`~robustagg.run.data.Data`) and
     keep only this worker's shard; build the model and, for a Byzantine worker, its attack."""
     data = data if data is not None else load_dataset(spec.dataset, **spec.dataset_kwargs)
     idx = shard_indices(spec, data.y_train)
     model = build_model(spec.model, data.input_shape, data.num_classes, seed=spec.seed,
                         **spec.model_kwargs)
-    attack = (make_attack(spec.attack, spec.attack_kwargs, derive_seed(spec.seed, spec.worker_id))
-              if spec.byzantine else None)
+    attack = (build_attack(spec.attack, spec.attack_kwargs, derive_seed(spec.seed, spec.worker_id))
+              if spec.is_byzantine else None)
     if attack is not None and getattr(attack, "kind", None) not in ("data", "fault"):
         raise ValueError(f"worker {spec.worker_id}: attack={spec.attack!r} is not a data-poisoning "
                          f"or fault attack; model-poisoning attacks act on the server")

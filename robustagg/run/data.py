@@ -4,7 +4,8 @@ A dataset is loaded into memory as a :class:`Data` (float32 features, int64 labe
 targets, train and test splits). Names: ``digits`` (scikit-learn's bundled 8×8 digits, the
 default), ``breast_cancer``, ``synthetic`` (a linear or logistic problem of chosen dimension),
 ``fashion_mnist`` (Debian's ``dataset-fashion-mnist``, read offline), ``mnist`` and ``cifar10``
-(files the user already has, at a given path). Any ``torch.utils.data.Dataset`` (or a
+(files the user already has, at a given path). The loaders' type hints are their settings'
+schema in the experiment config. Any ``torch.utils.data.Dataset`` (or a
 zero-argument callable returning ``(train, test)`` datasets) is accepted by :func:`load_dataset`.
 
 Partitions split the training indices among the workers: ``iid``, ``dirichlet`` (class
@@ -64,7 +65,7 @@ def _standardize(data: Data) -> Data:
     return data
 
 
-def digits(test_fraction=0.2, split_seed=0):
+def digits(test_fraction: float = 0.2, split_seed: int = 0):
     """scikit-learn's 8×8 digits (1,797 images, 10 classes), pixels scaled to [0, 1], flat [64]."""
     from sklearn.datasets import load_digits
 
@@ -72,7 +73,7 @@ def digits(test_fraction=0.2, split_seed=0):
     return _split(d.data / 16.0, d.target, test_fraction, split_seed, 10)
 
 
-def breast_cancer(test_fraction=0.2, split_seed=0):
+def breast_cancer(test_fraction: float = 0.2, split_seed: int = 0):
     """scikit-learn's Wisconsin breast cancer (569 × 30, 2 classes), standardized."""
     from sklearn.datasets import load_breast_cancer
 
@@ -80,8 +81,8 @@ def breast_cancer(test_fraction=0.2, split_seed=0):
     return _standardize(_split(d.data, d.target, test_fraction, split_seed, 2))
 
 
-def synthetic(features=20, samples=2000, task="logistic", noise=0.1, test_fraction=0.2,
-              split_seed=0):
+def synthetic(features: int = 20, samples: int = 2000, task: str = "logistic",
+              noise: float = 0.1, test_fraction: float = 0.2, split_seed: int = 0):
     """x ~ N(0, I_features), w* ~ N(0, I)/sqrt(features); ``logistic``: y = 1[x·w* + noise·ε > 0]
     (2 classes); ``linear``: y = x·w* + noise·ε (regression). Seeded by ``split_seed``."""
     if task not in ("logistic", "linear"):
@@ -133,13 +134,13 @@ def _idx_dataset(root, name, hint, flatten):
                 images(xte), torch.from_numpy(yte.astype(np.int64)), 10)
 
 
-def fashion_mnist(root=FASHION_MNIST_DIR, flatten=True):
+def fashion_mnist(root: str = FASHION_MNIST_DIR, flatten: bool = True):
     """Fashion-MNIST (60k/10k, 28×28, 10 classes) from IDX files; flat [784] or [1, 28, 28]."""
     return _idx_dataset(root, "fashion_mnist",
                         "Install Debian's package: apt-get install dataset-fashion-mnist", flatten)
 
 
-def mnist(root=None, flatten=True):
+def mnist(root: str | None = None, flatten: bool = True):
     """MNIST from the four IDX files (``train-images-idx3-ubyte[.gz]``, ...) in ``root``."""
     if root is None:
         raise ValueError("mnist: pass dataset_kwargs={'root': <folder>} holding the four MNIST "
@@ -149,7 +150,7 @@ def mnist(root=None, flatten=True):
                         "(nothing is downloaded at run time).", flatten)
 
 
-def cifar10(root=None):
+def cifar10(root: str | None = None):
     """CIFAR-10 (50k/10k, [3, 32, 32], 10 classes) from the python-version batches in ``root``
     (the folder ``cifar-10-batches-py`` of ``cifar-10-python.tar.gz``)."""
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]

@@ -3,11 +3,13 @@ or any ``nn.Module`` factory ``factory(input_shape, num_classes, **kwargs)``.
 
 ``num_classes == 0`` means regression (one output). Initialization draws from the global torch
 RNG inside ``torch.random.fork_rng`` seeded with ``seed``, so it is reproducible and leaves the
-caller's RNG state untouched.
+caller's RNG state untouched. The factories' type hints are their settings' schema in the
+experiment config.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -22,7 +24,7 @@ def logreg(input_shape, num_classes):
     return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), _outputs(num_classes)))
 
 
-def mlp(input_shape, num_classes, hidden=(64,)):
+def mlp(input_shape, num_classes, hidden: Sequence[int] = (64,)):
     """Fully connected net: Flatten, then Linear+ReLU per entry of ``hidden``, then Linear."""
     layers, width = [nn.Flatten()], math.prod(input_shape)
     for h in hidden:
@@ -32,7 +34,7 @@ def mlp(input_shape, num_classes, hidden=(64,)):
     return nn.Sequential(*layers)
 
 
-def cnn(input_shape, num_classes, channels=(16, 32)):
+def cnn(input_shape, num_classes, channels: Sequence[int] = (16, 32)):
     """Two 3×3 conv+ReLU layers (padding 1), a 2×2 max-pool, then Linear. Flat square inputs
     (64 for digits, 784 for MNIST) are viewed as one-channel images."""
     if len(input_shape) == 1:
