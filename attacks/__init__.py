@@ -9,6 +9,8 @@ See ``attacks.base`` for the three interfaces and the ``omniscient`` contract, a
 docs/attacks.md for the list with papers and formulas. Imports only torch (and robustagg,
 lazily, when a rule-tailored attack needs its default rule).
 """
+from attacks.adaptive_clipped_clustering import AdaptiveClippedClustering
+from attacks.adaptive_signguard import AdaptiveSignGuard
 from attacks.alie import ALIE, alie_z
 from attacks.base import Attack, DataAttack, Fault, ModelAttack
 from attacks.crash import Crash
@@ -33,3 +35,4 @@ __all__ = [
     "IPM", "Inf", "LabelFlip", "Mimic", "MinMax", "MinSum", "ModelAttack", "NaN", "OptimalALIE",
     "OptimalIPM", "SignFlip", "Straggle", "alie_z", "attack", "available_attacks",
 ]
+__all__ += ["AdaptiveClippedClustering", "AdaptiveSignGuard"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Type
 
+from attacks.adaptive_clipped_clustering import AdaptiveClippedClustering
+from attacks.adaptive_signguard import AdaptiveSignGuard
 from attacks.alie import ALIE
 from attacks.base import Attack
 from attacks.crash import Crash
@@ -27,7 +29,8 @@ from attacks.straggle import Straggle
 
 ATTACKS: Dict[str, Type[Attack]] = {cls.name: cls for cls in (
     Gaussian, SignFlip, LabelFlip, Inf, NaN, Mimic, ALIE, IPM, MinMax, MinSum, FangKrum,
-    FangTrimmedMean, OptimalALIE, OptimalIPM, Crash, Straggle)}
+    FangTrimmedMean, OptimalALIE, OptimalIPM, Crash, Straggle, AdaptiveSignGuard,
+    AdaptiveClippedClustering)}
 
 
 def available_attacks() -> List[str]:
