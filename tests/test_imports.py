@@ -1,4 +1,5 @@
-"""The core imports with torch and numpy alone: ray, hydra, boto3 and friends stay optional."""
+"""The core, the run, the training loop and the in-process backend import with torch and numpy
+alone: ray, hydra, boto3 and friends stay optional."""
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError("blocked optional dependency " + name)
 sys.meta_path.insert(0, Block())
 import robustagg, attacks, robustagg.functional, robustagg.rules, robustagg.inputs
+import robustagg.run, robustagg.training, robustagg.backends.base, robustagg.backends.local_backend
 import torch
 x = torch.randn(7, 4)
 assert robustagg.Krum(f=2)(x).shape == (4,)
