@@ -20,8 +20,8 @@ def cge(x: torch.Tensor, f: int, average: bool = False, return_selected: bool = 
     scale of the other rules. ``x: Tensor[n, d]`` → ``Tensor[d]`` (and the n - f kept indices,
     smallest norm first, when ``return_selected``); needs n ≥ 2f + 1.
     Gupta, Liu, Vaidya, "Byzantine fault-tolerant distributed machine learning with norm-based
-    comparative gradient elimination", DSN Workshops 2021, Algorithm 1 (the CGE gradient
-    filter); ByzPy's ``CGE``.
+    comparative gradient elimination", DSN Workshops 2021 (the CGE gradient filter);
+    ByzPy's ``CGE``.
 
     Conventions: ties in norm go to the lowest index; a vector with a NaN or ±Inf entry has
     norm +inf, so with at most f of them none is kept. One float64 pass over n·d values for

@@ -23,7 +23,7 @@ def dnc(x: torch.Tensor, f: int, generator: torch.Generator, sub_dim: int = 10_0
     ``x: Tensor[n, d]`` → ``Tensor[d]`` (and the averaged indices when ``return_selected``);
     n ≥ 2f + 1 (the paper's honest majority). Shejwalkar, Houmansadr, "Manipulating the
     Byzantine: optimizing model poisoning attacks and defenses for federated learning", NDSS
-    2021, Algorithm 2 (DnC). Defaults ``sub_dim=10000``, ``n_iters=5``, ``filter_frac=1`` are
+    2021 (the DnC defence). Defaults ``sub_dim=10000``, ``n_iters=5``, ``filter_frac=1`` are
     fedlib/Blades' (FLPoison draws a fraction of d instead).
 
     Conventions: ties in score go to the lowest index; a vector with a NaN or ±Inf entry

@@ -20,7 +20,7 @@ def fltrust(x: torch.Tensor, server_grad: torch.Tensor, return_weights: bool = F
     :math:`TS_i \lVert g_0\rVert / (\lVert x_i\rVert \sum_j TS_j)`, float64 ``[n]``, when
     ``return_weights``); any n ≥ 1 and any number of Byzantine workers (the trust comes from
     the server). Cao, Fang, Liu, Gong, "FLTrust: Byzantine-robust federated learning via trust
-    bootstrapping", NDSS 2021, equations (3)-(5) / Algorithm 2.
+    bootstrapping", NDSS 2021 (its trust score, magnitude normalisation and aggregation).
 
     Conventions: a zero or non-finite vector has trust 0; when every trust score is 0 the
     result is the zero vector (no step; FLPoison averages every normalised vector instead,

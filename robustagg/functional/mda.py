@@ -20,10 +20,9 @@ def mda(x: torch.Tensor, f: int, distances: torch.Tensor | None = None,
     searched, after one pass of the native distance kernel (the search itself costs
     O(C(n, f)·f·n) on the n × n distances, never O(d)); above ``max_subsets`` subsets
     (default 100 000) the call is refused with an error naming the count.
-    Defined by El Mhamdi, Guerraoui, Rouault, "The hidden vulnerability of distributed learning
-    in Byzantium", ICML 2018 (as MDA in its analysis), and used as in El Mhamdi, Guerraoui,
-    Guirguis, Hoang, Rouault, "Genuinely distributed Byzantine machine learning", PODC 2020,
-    which ByzFL cites.
+    El Mhamdi, Guerraoui, Rouault, "The hidden vulnerability of distributed learning in
+    Byzantium", ICML 2018; ByzFL's ``MDA`` cites El Mhamdi, Guerraoui, Guirguis, Hoang,
+    Rouault, "Genuinely distributed Byzantine machine learning", PODC 2020, for the same rule.
 
     Conventions: among subsets of equal diameter the one whose sorted indices come first
     lexicographically wins (ByzFL's loop keeps the first such subset too); a vector with a

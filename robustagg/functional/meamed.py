@@ -37,7 +37,7 @@ def meamed(x: torch.Tensor, f: int) -> torch.Tensor:
               C_k = \text{the } n-f \text{ indices with the least } |x_{ik} - \mathrm{med}_k|.
 
     ``x: Tensor[n, d]`` → ``Tensor[d]``; needs n ≥ 2f + 1. Xie, Koyejo, Gupta, "Generalized
-    Byzantine-tolerant SGD", arXiv:1802.10116, 2018, Definition 5 (mean-around-median, "Meamed",
+    Byzantine-tolerant SGD", arXiv:1802.10116, 2018, the mean-around-median rule ("Meamed",
     with b = f); ByzFL's ``Meamed``.
 
     Conventions: the median of an even number of values is the mean of the two middle ones (as

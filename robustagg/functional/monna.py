@@ -29,7 +29,8 @@ def monna(x: torch.Tensor, f: int, pivot: int | torch.Tensor = 0,
     worker's own vector, as in the peer-to-peer setting of the paper) or a trusted
     ``Tensor[d]`` that is not among the rows. Farhadkhani, Guerraoui, Gupta, Hoang, Pinot,
     Stephan, "Robust collaborative learning with linear gradient overhead", ICML 2023,
-    Algorithm 1 (MoNNA).
+    the MoNNA aggregation rule; ByzFL's ``MoNNA``
+    (``idx`` there).
 
     Cost: one pass over n·d values for the distances to the pivot (float64 sums), unless
     ``distances`` (float64 ``[n, n]``, shared with other steps) gives them; one for the mean.

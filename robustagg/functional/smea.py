@@ -24,7 +24,7 @@ def smea(x: torch.Tensor, f: int, distances: torch.Tensor | None = None,
 
     ``x: Tensor[n, d]`` → ``Tensor[d]`` (and ``S*`` as ascending ``LongTensor[n - f]`` when
     ``return_selected``); needs n ≥ 2f + 1. Allouah, Guerraoui, Gupta, Pinot, Stephan, "On the
-    privacy-robustness-utility trilemma in distributed learning", ICML 2023, Algorithm 2 (SMEA).
+    privacy-robustness-utility trilemma in distributed learning", ICML 2023 (SMEA); ByzFL's ``SMEA``.
 
     Exact: the d × d covariance of a subset shares its non-zero eigenvalues with the
     (n - f) × (n - f) centred Gram matrix of the subset divided by |S|, and that matrix comes

@@ -9,23 +9,18 @@ from sklearn.cluster import AgglomerativeClustering
 
 import robustagg as ra
 
+from .cosine_reference import cosine_distances
 from .reference import KINDS, make_inputs
 
 
 def reference(a, history, max_tau=1e5):
     n = len(a)
-    norms = np.linalg.norm(a, axis=1)
+    dist, norms = cosine_distances(a)
     history = history + list(norms)
     tau = min(statistics.median(history), max_tau)
     if n == 1:
         keep = [0]
     else:
-        dist = np.ones((n, n))
-        for i in range(n):
-            for j in range(n):
-                if norms[i] > 0 and norms[j] > 0:
-                    dist[i, j] = 1 - min(max(a[i] @ a[j] / (norms[i] * norms[j]), -1), 1)
-        np.fill_diagonal(dist, 0.0)
         labels = AgglomerativeClustering(n_clusters=2, metric="precomputed",
                                          linkage="average").fit(dist.clip(min=0)).labels_
         ones = labels.sum()

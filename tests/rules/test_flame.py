@@ -7,18 +7,13 @@ from sklearn.cluster import HDBSCAN
 
 import robustagg as ra
 
+from .cosine_reference import cosine_distances
 from .reference import KINDS, make_inputs
 
 
 def reference(a, seed, noise=0.001):
     n, d = a.shape
-    norms = np.linalg.norm(a, axis=1)
-    dist = np.ones((n, n))
-    for i in range(n):
-        for j in range(n):
-            if norms[i] > 0 and norms[j] > 0:
-                dist[i, j] = 1 - min(max(a[i] @ a[j] / (norms[i] * norms[j]), -1), 1)
-    np.fill_diagonal(dist, 0.0)
+    dist, norms = cosine_distances(a)
     if n == 1:
         keep = [0]
     else:
