@@ -208,6 +208,16 @@ def test_overflowing_dims_give_a_clear_message():
         decode(bytes(blob), **META)
 
 
+def test_huge_dim_beside_a_zero_is_refused():
+    """Shape (0, 2^64 - 1) has 0 elements, so count and length agree; no tensor has that shape
+    (a fuzzed header once reached torch's reshape with it)."""
+    blob = bytearray(encode(torch.ones(0), **META))
+    struct.pack_into("<B", blob, 52, 2)
+    struct.pack_into("<4Q", blob, 56, 0, 2**64 - 1, 0, 0)
+    with pytest.raises(WireError, match=r"bad shape \(0, 18446744073709551615\): a dim is 2\^63"):
+        decode(bytes(blob), **META)
+
+
 @pytest.mark.parametrize("blob", [None, "RAGW", 12, 1.5, [1, 2], {"a": 1}])
 def test_non_bytes_blob_is_a_wire_error(blob):
     with pytest.raises(WireError, match="a blob must be bytes-like"):

@@ -164,6 +164,8 @@ def read_header(blob) -> Header:
         if any(blob[lo:hi]):
             raise WireError(f"reserved header bytes {lo}-{hi} are not zero")
     shape = tuple(dims[:ndim])
+    if any(x >= 2**63 for x in shape):  # no tensor has such a dim, even beside a 0
+        raise WireError(f"bad shape {shape}: a dim is 2^63 or more")
     if math.prod(shape) != count:  # Python ints: no overflow, whatever the dims say
         raise WireError(f"element count {count} does not match shape {shape}")
     try:
