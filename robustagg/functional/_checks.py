@@ -75,8 +75,22 @@ def matrix_and_distances(x, f, distances, rule: str, a: int, b: int):
 
 
 def finite_rows(x: torch.Tensor) -> torch.Tensor:
-    """Bool[n]: rows without NaN or ±Inf."""
-    return torch.isfinite(x).all(dim=1)
+    """Bool[n]: rows without NaN or ±Inf. A row's sum is finite only if its entries are (a NaN
+    or ±Inf carries through), and summing is many times faster than an entry-wise check on the
+    CPU; rows whose sum is not finite (non-finite, or a sum that overflowed) are checked entry
+    by entry."""
+    ok = torch.isfinite(x.detach().sum(dim=1))
+    if not bool(ok.all()):
+        rows = (~ok).nonzero().squeeze(1)
+        ok[rows] = torch.isfinite(x.detach()[rows]).all(dim=1)
+    return ok
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether every entry of ``t`` is finite: its sum first (as in :func:`finite_rows`), the
+    entry-wise check only when the sum is not finite."""
+    t = t.detach()
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
 def needs_grad(x: torch.Tensor) -> bool:

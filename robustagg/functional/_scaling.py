@@ -73,9 +73,9 @@ def rescue_columns(fn, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     2^t): those are the columns where a sum of finite values overflowed. A column that is
     non-finite because of non-finite inputs stays non-finite. One check of the d-vector when
     ``out`` is finite."""
-    bad = ~torch.isfinite(out)
-    if not bool(bad.any()):
+    if _checks.all_finite(out):
         return out
+    bad = ~torch.isfinite(out)
     cols = bad.nonzero().squeeze(1)
     sub = x.index_select(1, cols.to(x.device))
     e = exponent(sub)

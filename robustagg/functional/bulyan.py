@@ -5,7 +5,7 @@ import torch
 
 from .. import kernels
 from . import _scaling
-from ._checks import matrix_and_distances
+from ._checks import all_finite, matrix_and_distances
 from .krum import scores_from_distances, select_lowest
 
 
@@ -18,7 +18,7 @@ def _closest_to_median_mean(s: torch.Tensor, beta: int):
     # stable sort: ties in distance keep selection order (the documented convention)
     dist, order = (s - med).abs().sort(dim=0, stable=True)
     out = s.gather(0, order[:beta]).mean(dim=0)
-    exact = bool(torch.isfinite(dist[beta - 1]).all()) and bool(torch.isfinite(out).all())
+    exact = all_finite(dist[beta - 1]) and all_finite(out)
     return out, exact
 
 

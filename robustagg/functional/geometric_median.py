@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from . import _scaling, _weights
-from ._checks import as_matrix, check_positive, finite_rows
+from ._checks import all_finite, as_matrix, check_positive, finite_rows
 
 
 def _weiszfeld(x, alpha, nu, max_iter, tol, unit):
@@ -23,7 +23,7 @@ def _weiszfeld(x, alpha, nu, max_iter, tol, unit):
         z = new
         if step <= tol * (unit + torch.linalg.vector_norm(z)):
             break
-    return z if bool(torch.isfinite(z).all()) else None
+    return z if all_finite(z) else None
 
 
 def geometric_median(x: torch.Tensor, weights=None, nu: float = 1e-6, max_iter: int = 200,
