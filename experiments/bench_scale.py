@@ -144,12 +144,17 @@ def server_main(args, ds):
     for r in rows:
         lines.append(f"| {r['n']} | {r['f']} | {r['d']} | {r['round_s']:.4f} | "
                      f"{r['allocated_MB']:.0f} | {r['allocated_MB'] * 1e6 / (4 * r['n'] * r['d']):.2f} |")
+    write(args.out, "server", lines, rows)
+
+
+def write(out, name, lines, data, md_tail=""):
+    """Print the table ``lines``; write it to ``<out>/<name>.md`` and ``data`` to ``.json``."""
     table = "\n".join(lines)
     print(table)
-    with open(os.path.join(args.out, "server.md"), "w") as fh:
-        fh.write(table + "\n")
-    with open(os.path.join(args.out, "server.json"), "w") as fh:
-        json.dump(rows, fh, indent=1)
+    with open(os.path.join(out, f"{name}.md"), "w") as fh:
+        fh.write(table + "\n" + md_tail)
+    with open(os.path.join(out, f"{name}.json"), "w") as fh:
+        json.dump(data, fh, indent=1)
 
 
 def plot(rows, path):
@@ -230,13 +235,8 @@ def main(argv=None):
         lines.append(f"| {r['n']} | {r['d']} | {r['actors']} | {r['round_s']:.4f} | "
                      f"{r['compute_s']:.4f} | {r['transport_s']:.4f} | {r['aggregation_s']:.4f} | "
                      f"{r['step_s']:.4f} | {mb:.1f} | {ideal:.4f} | {r['startup_s']:.1f} |")
-    table = "\n".join(lines)
-    print(table)
-    with open(os.path.join(args.out, "scale.md"), "w") as fh:
-        fh.write(table + "\n\n![round time split](scale.png)\n")
-    with open(os.path.join(args.out, "scale.json"), "w") as fh:
-        json.dump({"bandwidth": bw, "rows": rows, "rule": args.rule, "rounds": rounds}, fh,
-                  indent=1)
+    write(args.out, "scale", lines, {"bandwidth": bw, "rows": rows, "rule": args.rule,
+                                     "rounds": rounds}, "\n![round time split](scale.png)\n")
     plot(rows, os.path.join(args.out, "scale.png"))
     print(f"wrote {args.out}/scale.md, scale.json, scale.png")
 

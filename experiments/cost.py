@@ -37,11 +37,11 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=20, help="workers per round")
     p.add_argument("--rounds", type=int, default=1000)
     p.add_argument("--compute-s", type=float, default=0.5, help="seconds per gradient on 1 vCPU")
-    p.add_argument("--aggregate-s", type=float, default=0.0, help="seconds per aggregation")
+    p.add_argument("--aggregation-s", type=float, default=0.0, help="seconds per aggregation")
     p.add_argument("--step-s", type=float, default=0.0, help="seconds per optimizer step")
     p.add_argument("--bytes-per-element", type=int, default=4)
     p.add_argument("--calibrate", metavar="METRICS_JSONL",
-                   help="take compute/aggregate/step times from a run's metrics (medians)")
+                   help="take compute/aggregation/step times from a run's metrics (medians)")
     p.add_argument("--memory-mb", type=int, default=3008)
     p.add_argument("--store", choices=["redis", "s3"], default="redis")
     p.add_argument("--store-instance", default="cache.r6g.large")
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
             w = cm.calibrate(a.calibrate, d=d, n=a.n, rounds=a.rounds)
         else:
             w = cm.Workload(d=d, n=a.n, rounds=a.rounds, compute_s=a.compute_s,
-                            aggregate_s=a.aggregate_s, step_s=a.step_s,
+                            aggregation_s=a.aggregation_s, step_s=a.step_s,
                             bytes_per_element=a.bytes_per_element)
         est = cm.estimate(
             w,
@@ -109,7 +109,7 @@ def _median(xs):
 def _rescale(w: cm.Workload, d: int, n: int, rounds: int) -> cm.Workload:
     """The measured workload at another scale: compute ~ d, aggregation ~ n^2 d (assumed)."""
     return cm.Workload(d=d, n=n, rounds=rounds, compute_s=w.compute_s * d / w.d,
-                       aggregate_s=w.aggregate_s * (n / w.n) ** 2 * d / w.d,
+                       aggregation_s=w.aggregation_s * (n / w.n) ** 2 * d / w.d,
                        step_s=w.step_s * d / w.d)
 
 

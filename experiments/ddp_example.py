@@ -25,7 +25,6 @@ slowest rank's, median over ``--reps`` rounds.
 import argparse
 import logging
 import os
-import socket
 import statistics
 import sys
 import time
@@ -35,6 +34,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import robustagg as ra
+from robustagg.backends.net import free_port
 from robustagg.distributed import comm_hook, init_loopback_group, robust_all_reduce
 from robustagg.run.data import load_dataset, partition
 from robustagg.run.models import build_model, loss_fn
@@ -261,9 +261,7 @@ def main(argv=None):
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")   # gloo on the loopback interface
         run(args)
         return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        args.port = s.getsockname()[1]
+    args.port = free_port()
     mp.spawn(_spawned, args=(args,), nprocs=args.nproc, join=True)
 
 

@@ -11,7 +11,7 @@ its instances per second (60 s minimum) from start-up to the end of the run.
 Per round, on Lambda (``waves = ceil(n / concurrency)``)::
 
     worker_s   = invoke + d*b/bw_fn + compute*slow(mem) + d*b/bw_fn         (one invocation)
-    round_s    = d*b/bw_srv + waves*worker_s + n*d*b/bw_srv + aggregate + step
+    round_s    = d*b/bw_srv + waves*worker_s + n*d*b/bw_srv + aggregation + step
     lambda $   = n*rounds*worker_billed_s*mem/1024*price_gb_s + n*rounds*price_request + cold starts
     run $      = lambda $ + store $ + server hourly price * run time
 
@@ -34,12 +34,14 @@ from pathlib import Path
 GB_MB = 1024.0
 MB = 1024.0 * 1024.0
 
-# Lambda's limits (AWS Lambda quotas page).
+# Lambda's limits (AWS Lambda quotas page), declared here once: the estimates check a run against
+# them and the local Lambda runtime (robustagg.backends.serverless) enforces them.
 LAMBDA_MAX_TIMEOUT_S = 900.0
 LAMBDA_MIN_MEMORY_MB = 128
 LAMBDA_MAX_MEMORY_MB = 10240
-LAMBDA_SYNC_PAYLOAD = 6 * MB
-LAMBDA_ASYNC_PAYLOAD = 1 * MB
+LAMBDA_SYNC_PAYLOAD = 6 * 2**20         # bytes, request of a RequestResponse invocation
+LAMBDA_ASYNC_PAYLOAD = 1 * 2**20        # bytes, request of an Event invocation
+LAMBDA_RESPONSE_PAYLOAD = 6 * 2**20     # bytes, a function's answer
 LAMBDA_MB_PER_VCPU = 1769.0
 LAMBDA_MAX_VCPUS = 6.0
 
@@ -105,7 +107,7 @@ class Workload:
     n: int
     rounds: int
     compute_s: float
-    aggregate_s: float = 0.0
+    aggregation_s: float = 0.0
     step_s: float = 0.0
     bytes_per_element: int = 4
     ref_vcpus: float = 1.0
@@ -114,7 +116,7 @@ class Workload:
         for name in ("d", "n", "rounds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Workload.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("compute_s", "aggregate_s", "step_s"):
+        for name in ("compute_s", "aggregation_s", "step_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"Workload.{name} must be >= 0, got {getattr(self, name)}")
 
@@ -213,7 +215,8 @@ def lambda_violations(w: Workload, s: LambdaSetup, worker_s: float) -> list[str]
         v.append(f"a worker needs ~{need_mb:,.0f} MB (runtime + params + gradient + model), "
                  f"more than memory_mb={s.memory_mb}")
     if worker_s > LAMBDA_MAX_TIMEOUT_S:
-        v.append(f"one invocation takes {worker_s:,.1f} s, over Lambda's 900 s (15 min) timeout")
+        v.append(f"one invocation takes {worker_s:,.1f} s, over Lambda's "
+                 f"{LAMBDA_MAX_TIMEOUT_S:g} s timeout")
     limit = LAMBDA_SYNC_PAYLOAD if s.invocation == "RequestResponse" else LAMBDA_ASYNC_PAYLOAD
     if s.event_bytes > limit:
         v.append(f"event of {s.event_bytes:,} bytes exceeds the {limit / MB:g} MB "
@@ -245,7 +248,7 @@ def estimate_lambda(w: Workload, s: LambdaSetup = LambdaSetup(), prices: Prices 
         "publish": nbytes / store_bw,
         "workers": waves * worker_s,
         "collect": w.n * nbytes / store_bw,
-        "aggregate": w.aggregate_s,
+        "aggregation": w.aggregation_s,
         "step": w.step_s,
     }
     round_s = sum(split.values())
@@ -279,7 +282,7 @@ def estimate_ray(w: Workload, s: RaySetup = RaySetup(), prices: Prices = Prices(
         "publish": nbytes / head.bandwidth,
         "workers": math.ceil(w.n / vcpus) * w.compute_s * max(1.0, w.ref_vcpus),
         "collect": w.n * nbytes / head.bandwidth,
-        "aggregate": w.aggregate_s,
+        "aggregation": w.aggregation_s,
         "step": w.step_s,
     }
     time_s = s.startup_s + w.rounds * sum(split.values())
@@ -299,9 +302,8 @@ def calibrate(metrics, d: int, n: int, rounds: int | None = None, skip: int = 1)
     """A Workload from a run's own metrics: JSON lines (a path) or a list of per-round dicts.
 
     Uses the medians, over rounds after the first ``skip`` (warm-up), of the recorded time split:
-    ``compute_s`` (worker compute: the slowest worker of a round), ``aggregate_s``, ``step_s``.
-    Keys read (robustagg.training.metrics names first): ``compute_s``, ``aggregation_s``
-    (or ``aggregate_s``), ``step_s``; ``time_<kind>`` is accepted too.
+    ``compute_s`` (worker compute: the slowest worker of a round), ``aggregation_s``, ``step_s``,
+    the names of :mod:`robustagg.training.metrics` (``time_<kind>`` is accepted too).
     """
     if isinstance(metrics, (str, Path)):
         rows = [json.loads(line) for line in Path(metrics).read_text().splitlines() if line.strip()]
@@ -317,13 +319,11 @@ def calibrate(metrics, d: int, n: int, rounds: int | None = None, skip: int = 1)
         return vals[len(vals) // 2] if vals else 0.0
 
     return Workload(d=d, n=n, rounds=rounds or len(rows) + skip, compute_s=med("compute"),
-                    aggregate_s=med("aggregate"), step_s=med("step"))
+                    aggregation_s=med("aggregation"), step_s=med("step"))
 
 
 def _pick(row: dict, kind: str):
-    names = ("aggregation_s", "aggregate_s", "time_aggregate") if kind == "aggregate" else \
-        (f"{kind}_s", f"time_{kind}")
-    for key in names:
+    for key in (f"{kind}_s", f"time_{kind}"):
         if key in row and row[key] is not None:
             return float(row[key])
     return None

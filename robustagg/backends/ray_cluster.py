@@ -6,16 +6,16 @@ dir (Unix socket paths are limited to ~107 characters), a pinned object store an
 CPU count. Joining an existing cluster first probes its GCS port with a timeout, because
 ``ray.init(address=...)`` with nothing listening retries for minutes.
 """
-import glob
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-LOOPBACK = "127.0.0.1"
+import psutil
+
+from .net import LOOPBACK, free_port, probe
 
 # Read by every Ray process at start; set before ray.init / `ray start`.
 RAY_ENV = {
@@ -35,21 +35,6 @@ def ray_env(base=None):
 def short_temp_dir(prefix="ra_"):
     """A new directory ``/tmp/<prefix>XXXXXXXX`` (well under 45 characters)."""
     return tempfile.mkdtemp(prefix=prefix, dir="/tmp")
-
-
-def free_port(host=LOOPBACK):
-    """A TCP port that was free on ``host`` a moment ago."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def _probe(host, port, timeout_s):
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
 
 
 def _import_ray_local():
@@ -103,7 +88,7 @@ def connect(address, timeout_s=15.0):
     host, _, port = resolved.rpartition(":")
     if not host or not port.isdigit():
         raise ValueError(f'address must be "auto" or "host:port", got address={address!r}')
-    if not _probe(host, port, timeout_s):
+    if not probe(host, port, timeout_s):
         raise ConnectionError(f"no Ray cluster answers at address={resolved!r} within {timeout_s} s")
     ray.init(address=resolved, log_to_driver=False, configure_logging=False)
     return resolved
@@ -138,33 +123,18 @@ def start_head(num_cpus=2, object_store_mb=200, temp_dir=None, timeout_s=180.0):
     return f"{LOOPBACK}:{port}", temp_dir
 
 
-def _cmdline(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _ppid(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return int(fh.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def processes_of(temp_dir, extra=()):
-    """PIDs (Linux /proc) of the processes whose command line names ``temp_dir`` (the Ray
-    daemons of that instance), their descendants (its workers), and ``extra``."""
-    all_pids = [int(p.split("/")[2]) for p in glob.glob("/proc/[0-9]*")]
-    found = {p for p in all_pids if temp_dir in _cmdline(p)} | set(extra)
-    parents = {p: _ppid(p) for p in all_pids}
-    grew = True
-    while grew:
-        new = {p for p, pp in parents.items() if pp in found and p not in found}
-        found |= new
-        grew = bool(new)
+    """PIDs of the processes whose command line names ``temp_dir`` (the Ray daemons of that
+    instance), their descendants (its workers), and ``extra``."""
+    found = set(extra)
+    for p in psutil.process_iter(["cmdline"]):
+        if temp_dir in " ".join(p.info["cmdline"] or ()):
+            found.add(p.pid)
+    for pid in list(found):
+        try:
+            found.update(c.pid for c in psutil.Process(pid).children(recursive=True))
+        except psutil.Error:  # gone meanwhile
+            pass
     return found
 
 

@@ -65,7 +65,7 @@ def test_s3_requests_hand_case():
 def test_ray_hand_case():
     # 16 workers on one 8-vCPU node: 2 gradients per vCPU per round
     p = cm.Prices(instances={"node": cm.Instance(0.36, 8, math.inf)})
-    w = cm.Workload(d=1, n=16, rounds=100, compute_s=0.5, aggregate_s=0.1)
+    w = cm.Workload(d=1, n=16, rounds=100, compute_s=0.5, aggregation_s=0.1)
     b = cm.estimate_ray(w, cm.RaySetup(instances=(("node", 1),), startup_s=100.0), p)
     assert b.round_s["workers"] == 1.0
     assert b.time_s == pytest.approx(100 + 100 * 1.1)
@@ -129,13 +129,13 @@ def test_prices_from_json(tmp_path):
 
 def test_calibrate_from_metrics(tmp_path):
     rows = [{"round": 0, "compute_s": 9.0, "aggregation_s": 9.0},  # warm-up, skipped
-            {"round": 1, "time_compute": 0.2, "time_aggregate": 0.01, "time_step": 0.001},
-            {"round": 2, "time_compute": 0.4, "time_aggregate": 0.03, "time_step": 0.001},
-            {"round": 3, "time_compute": 0.3, "time_aggregate": 0.02, "time_step": 0.003}]
+            {"round": 1, "time_compute": 0.2, "time_aggregation": 0.01, "time_step": 0.001},
+            {"round": 2, "time_compute": 0.4, "time_aggregation": 0.03, "time_step": 0.001},
+            {"round": 3, "time_compute": 0.3, "time_aggregation": 0.02, "time_step": 0.003}]
     f = tmp_path / "metrics.jsonl"
     f.write_text("\n".join(json.dumps(r) for r in rows))
     w = cm.calibrate(f, d=100, n=10)
-    assert (w.compute_s, w.aggregate_s, w.step_s, w.rounds) == (0.3, 0.02, 0.001, 4)
+    assert (w.compute_s, w.aggregation_s, w.step_s, w.rounds) == (0.3, 0.02, 0.001, 4)
     with pytest.raises(ValueError, match="no round with a compute time"):
         cm.calibrate([{"loss": 1.0}], d=1, n=1)
 
@@ -153,11 +153,11 @@ def test_cli_prints_the_estimate(capsys, tmp_path):
 
 
 def test_rescale_and_price_files(capsys, tmp_path):
-    w = cost_cli._rescale(cm.Workload(d=100, n=10, rounds=5, compute_s=0.1, aggregate_s=0.01,
+    w = cost_cli._rescale(cm.Workload(d=100, n=10, rounds=5, compute_s=0.1, aggregation_s=0.01,
                                       step_s=0.001), d=1000, n=20, rounds=50)
     assert (w.d, w.n, w.rounds) == (1000, 20, 50)
     assert w.compute_s == pytest.approx(1.0) and w.step_s == pytest.approx(0.01)
-    assert w.aggregate_s == pytest.approx(0.01 * 4 * 10)  # n^2 d
+    assert w.aggregation_s == pytest.approx(0.01 * 4 * 10)  # n^2 d
     assert cost_cli.main(["--dump-prices"]) == 0
     f = tmp_path / "p.json"
     f.write_text(capsys.readouterr().out.replace('"date": "2025-01"', '"date": "2099-12"'))

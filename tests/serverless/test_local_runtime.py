@@ -108,7 +108,7 @@ def test_concurrency_limit_throttles_sync_calls():
         import time
 
         for _ in range(400):  # until the slow call holds the only environment
-            if not f._idle:
+            if not f.pool.idle:
                 break
             time.sleep(0.025)
         second = inv.invoke({"do": "hello"})

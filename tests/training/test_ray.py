@@ -1,6 +1,5 @@
 """The Ray backend: same results as in-process workers, crashes and restarts, timeouts, a run
 against a cluster started with ``ray start --head``, and loopback-only listening sockets."""
-import glob
 import ipaddress
 import os
 import signal
@@ -8,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 import torch
 
@@ -19,33 +19,20 @@ from robustagg.run import worker as W
 pytestmark = pytest.mark.ray
 
 
-# ---- listening sockets of processes, from /proc (no psutil) ----
-def _hex_ip(h):
-    """An address of /proc/net/tcp{,6} (32-bit words in little-endian hex) as a string; an
-    IPv4-mapped IPv6 address (``::ffff:a.b.c.d``) as its IPv4 address."""
-    raw = b"".join(bytes.fromhex(h[i:i + 8])[::-1] for i in range(0, len(h), 8))
-    ip = ipaddress.ip_address(raw)
-    return str(getattr(ip, "ipv4_mapped", None) or ip)
-
-
+# ---- listening sockets of processes ----
 def listening_addresses(pids):
-    """Local IPs of the TCP sockets in LISTEN state held by ``pids``."""
-    inodes = set()
-    for pid in pids:
-        for fd in glob.glob(f"/proc/{pid}/fd/*"):
-            try:
-                link = os.readlink(fd)
-            except OSError:
-                continue
-            if link.startswith("socket:["):
-                inodes.add(link[8:-1])
+    """Local IPs of the TCP sockets in LISTEN state held by ``pids`` (an IPv4-mapped IPv6
+    address as its IPv4 address)."""
     ips = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as fh:
-            for line in fh.readlines()[1:]:
-                cols = line.split()
-                if cols[3] == "0A" and cols[9] in inodes:  # 0A = LISTEN
-                    ips.add(_hex_ip(cols[1].split(":")[0]))
+    for pid in pids:
+        try:
+            conns = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.Error:  # gone meanwhile
+            continue
+        for c in conns:
+            if c.status == psutil.CONN_LISTEN:
+                ip = ipaddress.ip_address(c.laddr.ip.split("%")[0])
+                ips.add(str(getattr(ip, "ipv4_mapped", None) or ip))
     return ips
 
 
@@ -130,7 +117,8 @@ def test_run_against_cluster_from_ray_start(tmp_path):
 
 
 def test_joining_nothing_fails_fast():
-    from robustagg.backends.ray_cluster import connect, free_port
+    from robustagg.backends.net import free_port
+    from robustagg.backends.ray_cluster import connect
 
     # without the port probe, ray.init would retry for minutes instead of raising
     with pytest.raises(ConnectionError, match="no Ray cluster answers at address='127.0.0.1:"):

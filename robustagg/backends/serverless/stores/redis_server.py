@@ -5,16 +5,11 @@ from __future__ import annotations
 import atexit
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ...net import free_port
 
 
 class LocalRedisServer:
@@ -32,7 +27,7 @@ class LocalRedisServer:
         self._dir = tempfile.TemporaryDirectory(prefix="ra_redis_")
         self.proc = None
         for _ in range(5):  # the probed port may be taken before redis binds it
-            self.port = _free_port()
+            self.port = free_port()
             self.proc = subprocess.Popen(
                 [self.exe, "--bind", "127.0.0.1", "--port", str(self.port), "--requirepass",
                  self.password, "--save", "", "--appendonly", "no", "--dir", self._dir.name,
