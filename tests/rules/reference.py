@@ -126,6 +126,16 @@ def centered_clipping(x, tau, n_iter, center):
     return torch.tensor(v, dtype=torch.float64)
 
 
+def weiszfeld(x, iters=5000, floor=1e-12):
+    """A long plain Weiszfeld run in float64 (distances floored at ``floor``)."""
+    x = x.double()
+    z = x.mean(0)
+    for _ in range(iters):
+        w = 1 / (x - z).norm(dim=1).clamp_min(floor)
+        z = (w[:, None] * x).sum(0) / w.sum()
+    return z
+
+
 def gm_objective(x, z):
     return sum(norm([a - b for a, b in zip(xi, rows(z[None])[0])]) for xi in rows(x))
 
