@@ -148,3 +148,27 @@ def test_more_than_f_non_finite_rows_still_give_non_finite():
     x[:3, 0] = float("inf")
     assert F.trimmed_mean(x, 1)[0].item() == float("inf")
     assert torch.isfinite(F.trimmed_mean(x, 1)[1])
+
+
+@pytest.mark.parametrize("name", ["krum", "multi_krum", "bulyan", "nnm_krum", "median",
+                                  "trimmed_mean"])
+def test_the_pure_torch_path_too(name):
+    """Its Gram-form distances give NaN, not +inf, where a finite pair's distance overflows."""
+    x = inputs(torch.float64, 1e200, "all")
+    with ra.kernels.torch_path():
+        out = rule(name, 1e200)(x)
+    torch.testing.assert_close(out, expected(name, x, 1e200), rtol=1e-6, atol=1e194)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype,magnitude,rows", [(torch.float32, 1e20, "two"),
+                                                   (torch.float32, 3e38, "all"),
+                                                   (torch.float64, 1e200, "all")])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_cuda_matches_cpu_on_extreme_inputs(name, dtype, magnitude, rows):
+    x = inputs(dtype, magnitude, rows)
+    out = rule(name, magnitude)(x.cuda())
+    assert out.is_cuda and torch.isfinite(out).all()
+    want = rule(name, magnitude)(x)
+    torch.testing.assert_close(out.cpu(), want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
