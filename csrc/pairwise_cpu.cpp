@@ -94,19 +94,27 @@ ROBUSTAGG_INLINE double checked_partial(double p, const T* a, const T* b, int64_
 }
 
 // Pairs (i0 + r, j0 + c), r < R, c < C, of one column block [k0, k0 + len): a register tile of
-// R x C accumulators of W lanes. Diag: the tile on the diagonal (j0 == i0, C == R), only r < c.
-// Tiles are cut to the rows that exist, so no lane computes a pair twice or a padding row
-// (with 4 x 4 tiles padded to the triangle, n = 10 would compute 96 pair-lanes for 45 pairs).
+// R x C accumulators. Diag: the tile on the diagonal (j0 == i0, C == R), only r < c. Tiles are
+// cut to the rows that exist, so no lane computes a pair twice or a padding row (with 4 x 4
+// tiles padded to the triangle, n = 10 would compute 96 pair-lanes for 45 pairs).
+//
+// Each pair has W logical lanes (lane l sums the columns = l mod W), held as W / NW registers of
+// NW lanes. With NW < W (AVX2) the run is swept once per register-sized part of the lanes, so
+// only R x C registers of accumulators are live: the tile stays in the register file and every
+// lane does exactly the arithmetic it does when NW == W.
 //
 // Prefetch: the tiles of one tile row share its R rows, and each row of x is in exactly one
 // tile row, so they read the same columns of the next block of those rows into L2, the tile
 // numbered `slot` of `slots` taking every slots-th vector: the next block's reads from memory
 // are spread over this block's arithmetic (n = 32, d = 1e7: 82 -> 75 ms; all in the diagonal
 // tile, as a burst: 5-10% less gain).
-template <typename T, int W, int R, int C, bool Diag>
+template <typename T, int W, int NW, int R, int C, bool Diag>
 ROBUSTAGG_INLINE void tile(const Job<T>& job, int64_t k0, int64_t len, int64_t i0, int64_t j0,
                            double* acc, int slot, int slots) {
-  typedef typename Vec<T, W>::type V;
+  typedef typename Vec<T, NW>::type V;
+  typedef typename Vec<T, W>::type VW;
+  constexpr int kParts = W / NW;
+  static_assert(kParts * NW == W, "the logical width is a multiple of the register width");
   const int64_t n = job.n, d = job.d;
   const bool prefetch = k0 + len < d;
   int phase = slot;
@@ -116,57 +124,68 @@ ROBUSTAGG_INLINE void tile(const Job<T>& job, int64_t k0, int64_t len, int64_t i
     const T* b[C];
     for (int r = 0; r < R; ++r) a[r] = job.x + (i0 + r) * d + k0 + r0;
     for (int c = 0; c < C; ++c) b[c] = job.x + (j0 + c) * d + k0 + r0;
-    V s[R][C] = {};
-    for (int64_t k = 0; k < vlen; k += W) {
-      V va[R], vb[C];
-      for (int r = 0; r < R; ++r) va[r] = simd::load<V>(a[r] + k);
-      if (prefetch) {
-        if (phase == 0) {
-          for (int r = 0; r < R; ++r) __builtin_prefetch(a[r] + len + k, 0, 2);
-          phase = slots;
+    VW sum[R][C];
+    for (int h = 0; h < kParts; ++h) {
+      V s[R][C] = {};
+      const int64_t off = h * NW;
+      for (int64_t k = off; k < vlen; k += W) {
+        V va[R], vb[C];
+        for (int r = 0; r < R; ++r) va[r] = simd::load<V>(a[r] + k);
+        if (h == 0 && prefetch) {  // W lanes of T are one 64-byte line per row
+          if (phase == 0) {
+            for (int r = 0; r < R; ++r) __builtin_prefetch(a[r] + len + k, 0, 2);
+            phase = slots;
+          }
+          --phase;
         }
-        --phase;
+        for (int c = 0; c < C; ++c) vb[c] = Diag ? va[c] : simd::load<V>(b[c] + k);
+        for (int r = 0; r < R; ++r)
+          for (int c = Diag ? r + 1 : 0; c < C; ++c) {
+            const V t = va[r] - vb[c];
+            s[r][c] += t * t;
+          }
       }
-      for (int c = 0; c < C; ++c) vb[c] = Diag ? va[c] : simd::load<V>(b[c] + k);
+      // The last columns as one zero-padded vector: the same arithmetic as the others (a scalar
+      // loop may be fused differently on each level).
+      const int64_t tail = std::clamp<int64_t>(rlen - vlen - off, 0, NW);
+      if (tail > 0) {
+        V va[R], vb[C];
+        for (int r = 0; r < R; ++r) va[r] = load_partial<V>(a[r] + vlen + off, tail);
+        for (int c = 0; c < C; ++c)
+          vb[c] = Diag ? va[c] : load_partial<V>(b[c] + vlen + off, tail);
+        for (int r = 0; r < R; ++r)
+          for (int c = Diag ? r + 1 : 0; c < C; ++c) {
+            const V t = va[r] - vb[c];
+            s[r][c] += t * t;
+          }
+      }
       for (int r = 0; r < R; ++r)
-        for (int c = Diag ? r + 1 : 0; c < C; ++c) {
-          const V t = va[r] - vb[c];
-          s[r][c] += t * t;
-        }
-    }
-    if (vlen < rlen) {  // the last columns as one zero-padded vector: the same arithmetic
-      V va[R], vb[C];   // as the others (a scalar loop may be fused differently per level)
-      for (int r = 0; r < R; ++r) va[r] = load_partial<V>(a[r] + vlen, rlen - vlen);
-      for (int c = 0; c < C; ++c) vb[c] = Diag ? va[c] : load_partial<V>(b[c] + vlen, rlen - vlen);
-      for (int r = 0; r < R; ++r)
-        for (int c = Diag ? r + 1 : 0; c < C; ++c) {
-          const V t = va[r] - vb[c];
-          s[r][c] += t * t;
-        }
+        for (int c = Diag ? r + 1 : 0; c < C; ++c)
+          std::memcpy(reinterpret_cast<char*>(&sum[r][c]) + off * sizeof(T), &s[r][c], sizeof(V));
     }
     for (int r = 0; r < R; ++r)
       for (int c = Diag ? r + 1 : 0; c < C; ++c)
         acc[(i0 + r) * n + j0 + c] +=
-            checked_partial<T, W>(simd::hsum<T, W>(s[r][c]), a[r], b[c], rlen);
+            checked_partial<T, W>(simd::hsum<T, W>(sum[r][c]), a[r], b[c], rlen);
   }
 }
 
 // Tile row `ti` of one column block: the pairs (i, j), i in rows [ti * TI, ti * TI + TI), j > i.
 // Q... = 0 .. TI - 1 picks the instantiation for the rows left at the edge of the triangle.
-template <typename T, int W, int TI, int TJ, int... Q>
+template <typename T, int W, int NW, int TI, int TJ, int... Q>
 ROBUSTAGG_INLINE void block_tile_row(const Job<T>& job, int64_t k0, int64_t len, int64_t ti,
                                      double* acc, std::integer_sequence<int, Q...>) {
   static_assert(TI == TJ && sizeof...(Q) == TI, "square tiles, one instantiation per edge size");
   const int64_t n = job.n, i0 = ti * TI, rows = std::min<int64_t>(TI, n - i0);
   // one prefetch slot for the diagonal tile, one per rectangle (tile() says why)
   const int slots = 1 + static_cast<int>(std::max<int64_t>(n - i0 - TI + TJ - 1, 0) / TJ);
-  ((rows == Q + 1 && Q > 0 ? tile<T, W, Q + 1, Q + 1, true>(job, k0, len, i0, i0, acc, 0, slots)
+  ((rows == Q + 1 && Q > 0 ? tile<T, W, NW, Q + 1, Q + 1, true>(job, k0, len, i0, i0, acc, 0, slots)
                            : void()),
    ...);
   int slot = 1;
   for (int64_t j0 = i0 + TI; j0 < n; j0 += TJ, ++slot) {  // rows == TI: only the last tile row
     const int64_t cols = std::min<int64_t>(TJ, n - j0);   // is cut
-    ((cols == Q + 1 ? tile<T, W, TI, Q + 1, false>(job, k0, len, i0, j0, acc, slot, slots)
+    ((cols == Q + 1 ? tile<T, W, NW, TI, Q + 1, false>(job, k0, len, i0, j0, acc, slot, slots)
                     : void()),
      ...);
   }
@@ -175,7 +194,7 @@ ROBUSTAGG_INLINE void block_tile_row(const Job<T>& job, int64_t k0, int64_t len,
 // Items [lo, hi) of the (group, tile row) grid. Tile rows are visited from both ends in turn
 // (0, last, 1, last - 1, ...) because row i has n - i partners: contiguous runs stay balanced.
 // Within a group the blocks go outermost, so the tile rows of one block share it in L2.
-template <typename T, int W, int TI, int TJ>
+template <typename T, int W, int NW, int TI, int TJ>
 ROBUSTAGG_INLINE void run_items(const Job<T>& job, int64_t lo, int64_t hi) {
   const int64_t nn = job.n * job.n;
   for (int64_t first = lo; first < hi;) {
@@ -187,7 +206,7 @@ ROBUSTAGG_INLINE void run_items(const Job<T>& job, int64_t lo, int64_t hi) {
       for (int64_t it = first; it < last; ++it) {
         const int64_t q = it % job.tiles;
         const int64_t ti = (q % 2 == 0) ? q / 2 : job.tiles - 1 - q / 2;
-        block_tile_row<T, W, TI, TJ>(job, k0, len, ti, acc, std::make_integer_sequence<int, TI>{});
+        block_tile_row<T, W, NW, TI, TJ>(job, k0, len, ti, acc, std::make_integer_sequence<int, TI>{});
       }
     }
     first = last;
@@ -198,29 +217,29 @@ template <typename T>
 using Runner = void (*)(const Job<T>&, int64_t, int64_t);
 
 // The kernel compiled for each instruction-set level. The register tiles fill the vector
-// register file (TI*TJ accumulators plus TI + TJ operands): 32 registers of one vector each with
-// AVX-512; 16 registers with AVX2, where a vector takes two; 16 below.
+// register file (TI*TJ accumulators plus TI + TJ operands): 32 registers with AVX-512, 16 below.
+// AVX-512 and AVX2 both compute 64-byte logical vectors (W lanes), so their results are the same
+// bits; the portable level computes 16-byte vectors.
 template <typename T, int W>
 ROBUSTAGG_AVX512 void run_avx512(const Job<T>& j, int64_t lo, int64_t hi) {
-  run_items<T, W, 4, 4>(j, lo, hi);
+  run_items<T, W, W, 4, 4>(j, lo, hi);
 }
 template <typename T, int W>
 ROBUSTAGG_AVX2 void run_avx2(const Job<T>& j, int64_t lo, int64_t hi) {
-  run_items<T, W, 2, 2>(j, lo, hi);
+  run_items<T, W, W / 2, 3, 3>(j, lo, hi);
 }
 template <typename T, int W>
 void run_base(const Job<T>& j, int64_t lo, int64_t hi) {
-  run_items<T, W, 3, 3>(j, lo, hi);
+  run_items<T, W, W, 3, 3>(j, lo, hi);
 }
 
-// (kernel, tile rows TI) for the level in use: 64-byte logical vectors with AVX-512 and AVX2
-// (the same arithmetic, see the top of the file), 16-byte vectors below.
+// (kernel, tile rows TI) for the level in use.
 template <typename T>
 std::pair<Runner<T>, int> runner() {
   constexpr int w = 16 / sizeof(T);
   switch (simd::level()) {
     case simd::kAvx512: return {run_avx512<T, 4 * w>, 4};
-    case simd::kAvx2: return {run_avx2<T, 4 * w>, 2};
+    case simd::kAvx2: return {run_avx2<T, 4 * w>, 3};
     default: return {run_base<T, w>, 3};
   }
 }
