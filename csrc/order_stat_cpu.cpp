@@ -100,10 +100,15 @@ ROBUSTAGG_INLINE void run_columns(const T* x, int64_t n, int64_t d, const Networ
       }
     }
     V m[G];
-    for (int g = 0; g < G; ++g) {
-      VD s = VD{};
-      for (int64_t r = net.lo; r <= net.hi; ++r) s += __builtin_convertvector(v[r][g], VD);
-      m[g] = __builtin_convertvector(s / count, V);
+    for (int g = 0; g < G; ++g) {  // the order of columns_fixed's sum, so every path agrees
+      VD s[4] = {};
+      if (net.hi - net.lo < 4) {
+        for (int64_t r = net.lo; r <= net.hi; ++r) s[0] += __builtin_convertvector(v[r][g], VD);
+      } else {
+        for (int64_t r = net.lo; r <= net.hi; ++r) s[r % 4] += __builtin_convertvector(v[r][g], VD);
+        s[0] = (s[0] + s[1]) + (s[2] + s[3]);
+      }
+      m[g] = __builtin_convertvector(s[0] / count, V);
     }
     if (w == G * W) std::memcpy(out + c, m, sizeof(m));
     else std::memcpy(out + c, m, sizeof(T) * w);

@@ -10,14 +10,24 @@
 // a block, tiles of up to TI x TJ row pairs (upper triangle only, cut at its edges) accumulate
 // W-wide float32 lanes in registers, and every run of kRun columns adds its partial sum per pair
 // in float64, so a lane sums at most kRun/W terms in float32 whatever d is (d = 1e8 loses
-// nothing). Threads take contiguous runs of (block, tile row) items, each into its own n x n
-// float64 accumulator. A run whose float32 partial is not finite (a NaN/Inf row, or a finite
-// difference whose square overflows float32) is recomputed in float64, so only genuinely
-// non-finite rows end up +inf.
+// nothing). A run whose float32 partial is not finite (a NaN/Inf row, or a finite difference
+// whose square overflows float32) or so small that squares may have underflowed float32 is
+// recomputed in float64 lanes, so only genuinely non-finite rows end up +inf and tiny inputs
+// (entries of 1e-25) keep their relative accuracy.
+//
+// The same bits on every AVX level and thread count: W is fixed (64 bytes: 16 float32 or 8
+// float64 lanes; AVX2 uses two registers per vector), so each pair's run partials are the same
+// arithmetic wherever its tile falls, and the order in which partials are added is fixed too:
+// the blocks form G groups that depend only on n and d, each (group, tile row) item sums its
+// runs in column order into the group's own n x n accumulator, and the groups are added in order
+// at the end. Threads take whole items, so how they split the work changes no bit. The portable
+// level keeps its 16-byte vectors and plain multiply-adds: it meets the accuracy contract
+// without matching the AVX levels bit for bit.
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -33,37 +43,78 @@ using simd::Vec;
 template <typename T>
 struct Job {
   const T* x;
-  int64_t n, d, block, tiles;  // tiles: number of tile rows (ceil(n / TI))
+  int64_t n, d, block, blocks, tiles, groups;  // tiles: number of tile rows (ceil(n / TI))
+  double* acc;                                 // groups x n x n partial sums
 };
 
-template <typename T>
-ROBUSTAGG_INLINE double exact_pair(const T* a, const T* b, int64_t len) {
-  double s = 0.0;
-  for (int64_t k = 0; k < len; ++k) {
-    const double t = static_cast<double>(a[k]) - static_cast<double>(b[k]);
+// The first count (<= lanes) values at p, zero in the other lanes.
+template <typename V, typename T>
+ROBUSTAGG_INLINE V load_partial(const T* p, int64_t count) {
+  if (count * static_cast<int64_t>(sizeof(T)) == sizeof(V)) return simd::load<V>(p);
+  V v = {};
+  std::memcpy(&v, p, sizeof(T) * count);
+  return v;
+}
+
+// sum_k (a_k - b_k)^2 over len columns in float64 lanes (W of them, the same W as the float32
+// lanes so the result does not depend on the level).
+template <typename T, int W>
+ROBUSTAGG_INLINE double wide_pair(const T* a, const T* b, int64_t len) {
+  typedef typename Vec<T, W>::type V;
+  typedef typename Vec<double, W>::type VD;
+  VD s = {};
+  for (int64_t k = 0; k < len; k += W) {
+    const int64_t w = std::min<int64_t>(W, len - k);
+    const VD t = __builtin_convertvector(load_partial<V>(a + k, w), VD) -
+                 __builtin_convertvector(load_partial<V>(b + k, w), VD);
     s += t * t;
   }
-  return s;
+  return simd::hsum<double, W>(s);
 }
 
 // Columns summed in float32 before a float64 partial: with 16-lane vectors a lane adds at most
 // 256 terms, so any d keeps float32 accuracy.
 constexpr int64_t kRun = 4096;
 
+// Below this a float32 partial may have lost terms to underflow (a square under FLT_MIN,
+// |a - b| < 1.1e-19): at most kRun * FLT_MIN = 2^-114 in all, which is 2^-54 relative to a partial
+// of 2^-60 or more. Smaller partials are recomputed in float64 (duplicate rows, partial 0,
+// compare equal first and cost nothing more).
+constexpr double kTiny = 0x1p-60;
+
+template <typename T, int W>
+ROBUSTAGG_INLINE double checked_partial(double p, const T* a, const T* b, int64_t len) {
+  if constexpr (sizeof(T) == sizeof(double)) {
+    return p;  // float64 lanes: a non-finite partial is the true sum overflowing, or a NaN/Inf row
+  } else {
+    if (std::isfinite(p) && p >= kTiny) return p;
+    if (p == 0.0 && std::memcmp(a, b, sizeof(T) * len) == 0) return 0.0;
+    return wide_pair<T, W>(a, b, len);
+  }
+}
+
 // Pairs (i0 + r, j0 + c), r < R, c < C, of one column block [k0, k0 + len): a register tile of
-// R x C accumulators of W lanes. Diag: the tile on the diagonal (j0 == i0, C == R), only r < c.
-// Tiles are cut to the rows that exist, so no lane computes a pair twice or a padding row
-// (with 4 x 4 tiles padded to the triangle, n = 10 would compute 96 pair-lanes for 45 pairs).
+// R x C accumulators. Diag: the tile on the diagonal (j0 == i0, C == R), only r < c. Tiles are
+// cut to the rows that exist, so no lane computes a pair twice or a padding row (with 4 x 4
+// tiles padded to the triangle, n = 10 would compute 96 pair-lanes for 45 pairs).
+//
+// Each pair has W logical lanes (lane l sums the columns = l mod W), held as W / NW registers of
+// NW lanes. With NW < W (AVX2) the run is swept once per register-sized part of the lanes, so
+// only R x C registers of accumulators are live: the tile stays in the register file and every
+// lane does exactly the arithmetic it does when NW == W.
 //
 // Prefetch: the tiles of one tile row share its R rows, and each row of x is in exactly one
 // tile row, so they read the same columns of the next block of those rows into L2, the tile
 // numbered `slot` of `slots` taking every slots-th vector: the next block's reads from memory
 // are spread over this block's arithmetic (n = 32, d = 1e7: 82 -> 75 ms; all in the diagonal
 // tile, as a burst: 5-10% less gain).
-template <typename T, int W, int R, int C, bool Diag>
+template <typename T, int W, int NW, int R, int C, bool Diag>
 ROBUSTAGG_INLINE void tile(const Job<T>& job, int64_t k0, int64_t len, int64_t i0, int64_t j0,
                            double* acc, int slot, int slots) {
-  typedef typename Vec<T, W>::type V;
+  typedef typename Vec<T, NW>::type V;
+  typedef typename Vec<T, W>::type VW;
+  constexpr int kParts = W / NW;
+  static_assert(kParts * NW == W, "the logical width is a multiple of the register width");
   const int64_t n = job.n, d = job.d;
   const bool prefetch = k0 + len < d;
   int phase = slot;
@@ -73,129 +124,167 @@ ROBUSTAGG_INLINE void tile(const Job<T>& job, int64_t k0, int64_t len, int64_t i
     const T* b[C];
     for (int r = 0; r < R; ++r) a[r] = job.x + (i0 + r) * d + k0 + r0;
     for (int c = 0; c < C; ++c) b[c] = job.x + (j0 + c) * d + k0 + r0;
-    V s[R][C] = {};
-    for (int64_t k = 0; k < vlen; k += W) {
-      V va[R], vb[C];
-      for (int r = 0; r < R; ++r) va[r] = simd::load<V>(a[r] + k);
-      if (prefetch) {
-        if (phase == 0) {
-          for (int r = 0; r < R; ++r) __builtin_prefetch(a[r] + len + k, 0, 2);
-          phase = slots;
+    VW sum[R][C];
+    for (int h = 0; h < kParts; ++h) {
+      V s[R][C] = {};
+      const int64_t off = h * NW;
+      for (int64_t k = off; k < vlen; k += W) {
+        V va[R], vb[C];
+        for (int r = 0; r < R; ++r) va[r] = simd::load<V>(a[r] + k);
+        if (h == 0 && prefetch) {  // W lanes of T are one 64-byte line per row
+          if (phase == 0) {
+            for (int r = 0; r < R; ++r) __builtin_prefetch(a[r] + len + k, 0, 2);
+            phase = slots;
+          }
+          --phase;
         }
-        --phase;
+        for (int c = 0; c < C; ++c) vb[c] = Diag ? va[c] : simd::load<V>(b[c] + k);
+        for (int r = 0; r < R; ++r)
+          for (int c = Diag ? r + 1 : 0; c < C; ++c) {
+            const V t = va[r] - vb[c];
+            s[r][c] += t * t;
+          }
       }
-      for (int c = 0; c < C; ++c) vb[c] = Diag ? va[c] : simd::load<V>(b[c] + k);
+      // The last columns as one zero-padded vector: the same arithmetic as the others (a scalar
+      // loop may be fused differently on each level).
+      const int64_t tail = std::clamp<int64_t>(rlen - vlen - off, 0, NW);
+      if (tail > 0) {
+        V va[R], vb[C];
+        for (int r = 0; r < R; ++r) va[r] = load_partial<V>(a[r] + vlen + off, tail);
+        for (int c = 0; c < C; ++c)
+          vb[c] = Diag ? va[c] : load_partial<V>(b[c] + vlen + off, tail);
+        for (int r = 0; r < R; ++r)
+          for (int c = Diag ? r + 1 : 0; c < C; ++c) {
+            const V t = va[r] - vb[c];
+            s[r][c] += t * t;
+          }
+      }
       for (int r = 0; r < R; ++r)
-        for (int c = Diag ? r + 1 : 0; c < C; ++c) {
-          const V t = va[r] - vb[c];
-          s[r][c] += t * t;
-        }
+        for (int c = Diag ? r + 1 : 0; c < C; ++c)
+          std::memcpy(reinterpret_cast<char*>(&sum[r][c]) + off * sizeof(T), &s[r][c], sizeof(V));
     }
     for (int r = 0; r < R; ++r)
-      for (int c = Diag ? r + 1 : 0; c < C; ++c) {
-        double p = simd::hsum<T, W>(s[r][c]) + exact_pair(a[r] + vlen, b[c] + vlen, rlen - vlen);
-        if (!std::isfinite(p)) p = exact_pair(a[r], b[c], rlen);
-        acc[(i0 + r) * n + j0 + c] += p;
-      }
+      for (int c = Diag ? r + 1 : 0; c < C; ++c)
+        acc[(i0 + r) * n + j0 + c] +=
+            checked_partial<T, W>(simd::hsum<T, W>(sum[r][c]), a[r], b[c], rlen);
   }
 }
 
 // Tile row `ti` of one column block: the pairs (i, j), i in rows [ti * TI, ti * TI + TI), j > i.
 // Q... = 0 .. TI - 1 picks the instantiation for the rows left at the edge of the triangle.
-template <typename T, int W, int TI, int TJ, int... Q>
+template <typename T, int W, int NW, int TI, int TJ, int... Q>
 ROBUSTAGG_INLINE void block_tile_row(const Job<T>& job, int64_t k0, int64_t len, int64_t ti,
                                      double* acc, std::integer_sequence<int, Q...>) {
   static_assert(TI == TJ && sizeof...(Q) == TI, "square tiles, one instantiation per edge size");
   const int64_t n = job.n, i0 = ti * TI, rows = std::min<int64_t>(TI, n - i0);
   // one prefetch slot for the diagonal tile, one per rectangle (tile() says why)
   const int slots = 1 + static_cast<int>(std::max<int64_t>(n - i0 - TI + TJ - 1, 0) / TJ);
-  ((rows == Q + 1 && Q > 0 ? tile<T, W, Q + 1, Q + 1, true>(job, k0, len, i0, i0, acc, 0, slots)
+  ((rows == Q + 1 && Q > 0 ? tile<T, W, NW, Q + 1, Q + 1, true>(job, k0, len, i0, i0, acc, 0, slots)
                            : void()),
    ...);
   int slot = 1;
   for (int64_t j0 = i0 + TI; j0 < n; j0 += TJ, ++slot) {  // rows == TI: only the last tile row
     const int64_t cols = std::min<int64_t>(TJ, n - j0);   // is cut
-    ((cols == Q + 1 ? tile<T, W, TI, Q + 1, false>(job, k0, len, i0, j0, acc, slot, slots)
+    ((cols == Q + 1 ? tile<T, W, NW, TI, Q + 1, false>(job, k0, len, i0, j0, acc, slot, slots)
                     : void()),
      ...);
   }
 }
 
-// Items [lo, hi) of the (block, tile row) grid. Tile rows are visited from both ends in turn
+// Items [lo, hi) of the (group, tile row) grid. Tile rows are visited from both ends in turn
 // (0, last, 1, last - 1, ...) because row i has n - i partners: contiguous runs stay balanced.
-template <typename T, int W, int TI, int TJ>
-ROBUSTAGG_INLINE void run_items(const Job<T>& job, int64_t lo, int64_t hi, double* acc) {
-  for (int64_t it = lo; it < hi; ++it) {
-    const int64_t blk = it / job.tiles, q = it % job.tiles;
-    const int64_t ti = (q % 2 == 0) ? q / 2 : job.tiles - 1 - q / 2;
-    const int64_t k0 = blk * job.block;
-    block_tile_row<T, W, TI, TJ>(job, k0, std::min(job.block, job.d - k0), ti, acc,
-                                 std::make_integer_sequence<int, TI>{});
+// Within a group the blocks go outermost, so the tile rows of one block share it in L2.
+template <typename T, int W, int NW, int TI, int TJ>
+ROBUSTAGG_INLINE void run_items(const Job<T>& job, int64_t lo, int64_t hi) {
+  const int64_t nn = job.n * job.n;
+  for (int64_t first = lo; first < hi;) {
+    const int64_t g = first / job.tiles, last = std::min(hi, (g + 1) * job.tiles);
+    double* acc = job.acc + g * nn;
+    const int64_t b0 = job.blocks * g / job.groups, b1 = job.blocks * (g + 1) / job.groups;
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t k0 = blk * job.block, len = std::min(job.block, job.d - k0);
+      for (int64_t it = first; it < last; ++it) {
+        const int64_t q = it % job.tiles;
+        const int64_t ti = (q % 2 == 0) ? q / 2 : job.tiles - 1 - q / 2;
+        block_tile_row<T, W, NW, TI, TJ>(job, k0, len, ti, acc, std::make_integer_sequence<int, TI>{});
+      }
+    }
+    first = last;
   }
 }
 
 template <typename T>
-using Runner = void (*)(const Job<T>&, int64_t, int64_t, double*);
+using Runner = void (*)(const Job<T>&, int64_t, int64_t);
 
 // The kernel compiled for each instruction-set level. The register tiles fill the vector
 // register file (TI*TJ accumulators plus TI + TJ operands): 32 registers with AVX-512, 16 below.
+// AVX-512 and AVX2 both compute 64-byte logical vectors (W lanes), so their results are the same
+// bits; the portable level computes 16-byte vectors.
 template <typename T, int W>
-ROBUSTAGG_AVX512 void run_avx512(const Job<T>& j, int64_t lo, int64_t hi, double* acc) {
-  run_items<T, W, 4, 4>(j, lo, hi, acc);
+ROBUSTAGG_AVX512 void run_avx512(const Job<T>& j, int64_t lo, int64_t hi) {
+  run_items<T, W, W, 4, 4>(j, lo, hi);
 }
 template <typename T, int W>
-ROBUSTAGG_AVX2 void run_avx2(const Job<T>& j, int64_t lo, int64_t hi, double* acc) {
-  run_items<T, W, 3, 3>(j, lo, hi, acc);
+ROBUSTAGG_AVX2 void run_avx2(const Job<T>& j, int64_t lo, int64_t hi) {
+  run_items<T, W, W / 2, 3, 3>(j, lo, hi);
 }
 template <typename T, int W>
-void run_base(const Job<T>& j, int64_t lo, int64_t hi, double* acc) {
-  run_items<T, W, 3, 3>(j, lo, hi, acc);
+void run_base(const Job<T>& j, int64_t lo, int64_t hi) {
+  run_items<T, W, W, 3, 3>(j, lo, hi);
 }
 
-// (kernel, tile rows TI) for the widest level this CPU runs: 64-byte vectors with AVX-512, 32
-// with AVX2, 16 below.
+// (kernel, tile rows TI) for the level in use.
 template <typename T>
 std::pair<Runner<T>, int> runner() {
   constexpr int w = 16 / sizeof(T);
   switch (simd::level()) {
     case simd::kAvx512: return {run_avx512<T, 4 * w>, 4};
-    case simd::kAvx2: return {run_avx2<T, 2 * w>, 3};
+    case simd::kAvx2: return {run_avx2<T, 4 * w>, 3};
     default: return {run_base<T, w>, 3};
   }
 }
 
+// Partial n x n accumulators kept at most (8 MiB); the groups are as many as that allows, up to
+// one per block, so threads have items to share at every n.
+constexpr int64_t kAccBudget = int64_t{1} << 20;
+
 template <typename T>
 void pairwise(const T* x, int64_t n, int64_t d, double* out, int threads) {
+  if (n < 2) {
+    if (n == 1) out[0] = 0.0;
+    return;
+  }
   const std::pair<Runner<T>, int> impl = runner<T>();
   const Runner<T> run = impl.first;
   const int ti = impl.second;
   // n rows of a block take at most ~512 KiB (half of a Zen 4 / Ice Lake L2, the other half
   // holds the next block being prefetched); 256..16384 columns, a multiple of 16 so every vector
   // width divides it (longer runs per row at small n measured ~8% faster than 4096 at n = 10).
-  const int64_t block =
-      std::clamp<int64_t>((131072 / std::max<int64_t>(n, 1)) / 16 * 16, 256, 16384);
+  // It depends on n only: run boundaries, and so every bit of the result, must not depend on
+  // the level or the thread count.
+  const int64_t block = std::clamp<int64_t>((131072 / n) / 16 * 16, 256, 16384);
   const int64_t blocks = std::max<int64_t>((d + block - 1) / block, 1);
-  if (n < 2) {
-    if (n == 1) out[0] = 0.0;
-    return;
-  }
-  const Job<T> job{x, n, d, block, (n + ti - 1) / ti};
-  const int64_t items = blocks * job.tiles, nn = n * n;
+  const int64_t nn = n * n;
+  const int64_t groups = std::clamp<int64_t>(kAccBudget / nn, 1, blocks);
+  // Reused by the calling thread's next call: a fresh 8 MiB costs page faults on every call.
+  static thread_local std::vector<double> acc;
+  acc.assign(static_cast<size_t>(groups * nn), 0.0);
+  const Job<T> job{x, n, d, block, blocks, (n + ti - 1) / ti, groups, acc.data()};
+  const int64_t items = groups * job.tiles;
   // A thread is worth waking for at least ~4M pair-coordinates (about a millisecond).
   const int64_t work = n * (n - 1) / 2 * std::max<int64_t>(d, 1);
   threads = static_cast<int>(std::clamp<int64_t>(std::min<int64_t>(threads, work >> 22), 1, items));
-  std::vector<double> acc(static_cast<size_t>(threads) * nn, 0.0);
 #pragma omp parallel num_threads(threads)
   {
     const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    run(job, items * t / nt, items * (t + 1) / nt, acc.data() + t * nn);
+    run(job, items * t / nt, items * (t + 1) / nt);
   }
   const double inf = std::numeric_limits<double>::infinity();
   for (int64_t i = 0; i < n; ++i) {
     out[i * n + i] = 0.0;
     for (int64_t j = i + 1; j < n; ++j) {
       double s = 0.0;
-      for (int t = 0; t < threads; ++t) s += acc[t * nn + i * n + j];
+      for (int64_t g = 0; g < groups; ++g) s += acc[g * nn + i * n + j];
       s = std::isfinite(s) ? s : inf;  // NaN as well as overflow
       out[i * n + j] = out[j * n + i] = s;
     }

@@ -6,6 +6,7 @@
 
 #include "kernels_cpu.h"
 #include "output_pool.h"
+#include "simd.h"
 
 #ifdef ROBUSTAGG_WITH_CUDA
 void register_cuda_kernels(pybind11::module& m);  // csrc/cuda/bindings_cuda.cpp
@@ -65,6 +66,27 @@ torch::Tensor rows_mean(const torch::Tensor& x_in, const torch::Tensor& idx_in) 
   return out;
 }
 
+// Names of the instruction-set levels, as ROBUSTAGG_CPU_LEVEL spells them, indexed by simd::Level.
+const char* const kLevelNames[] = {"base", "avx2", "avx512"};
+
+std::vector<std::string> cpu_levels() {  // widest first
+  std::vector<std::string> out;
+  for (int l = robustagg::simd::supported(); l >= 0; --l) out.emplace_back(kLevelNames[l]);
+  return out;
+}
+
+std::string cpu_level() { return kLevelNames[robustagg::simd::level()]; }
+
+void set_cpu_level(const std::string& name) {
+  for (int l = 0; l < 3; ++l)
+    if (name == kLevelNames[l]) {
+      TORCH_CHECK(robustagg::simd::set_level(static_cast<robustagg::simd::Level>(l)),
+                  "CPU level '", name, "' cannot run on this CPU");
+      return;
+    }
+  TORCH_CHECK(false, "unknown CPU level '", name, "'");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -76,6 +98,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("order_stat_mean_cpu", &order_stat_mean, nogil,
         "Per column of x[n, d], the mean of the order statistics lo..hi (NaN ordered as +inf), "
         "n <= 256");
+  m.def("cpu_levels", &cpu_levels,
+        "Instruction-set levels this CPU can run, widest first ('avx512', 'avx2', 'base')");
+  m.def("cpu_level", &cpu_level, "The level the CPU kernels use now");
+  m.def("set_cpu_level", &set_cpu_level,
+        "Use this level from the next call on (robustagg.kernels validates and documents it)");
   m.def("rows_mean_cpu", &rows_mean, nogil, "Mean of the rows idx of x[n, d], float64 sums");
 #ifdef ROBUSTAGG_WITH_CUDA
   register_cuda_kernels(m);

@@ -31,7 +31,8 @@ namespace simd {
 
 enum Level { kBase = 0, kAvx2 = 1, kAvx512 = 2 };
 
-inline Level level() {
+// The widest level this CPU can run.
+inline Level supported() {
 #if ROBUSTAGG_X86_DISPATCH
   static const Level l = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
                                  __builtin_cpu_supports("avx512vl") &&
@@ -44,6 +45,12 @@ inline Level level() {
   return kBase;
 #endif
 }
+
+// The level the kernels dispatch to: supported() unless lowered by set_level() (csrc/cpu_level.cpp,
+// driven by ROBUSTAGG_CPU_LEVEL), so every path can be run and tested on one machine.
+Level level();
+// Use level l from now on; false (nothing changed) if the CPU cannot run it.
+bool set_level(Level l);
 
 // Vec<T, W>::type is W lanes of T; loads and stores go through memcpy, which compiles to
 // unaligned vector moves.

@@ -13,10 +13,16 @@ Contract shared by all paths:
 - ``trimmed_mean(x[n, d], f) -> [d]``: per coordinate, the mean of the n - 2f values left after
   dropping the f largest and f smallest; NaN is ordered as ``+inf``.
 - ``rows_mean(x[n, d], idx[m]) -> [d]``: the mean of the rows ``idx``.
+
+The CPU kernels exist for several instruction-set levels (``avx512``, ``avx2``, ``base``: the
+portable build) and use the best one the CPU runs, or the one named by the environment variable
+``ROBUSTAGG_CPU_LEVEL``, read once when robustagg is imported. ``cpu_level()`` says which one is
+in use; docs/kernels.md says which results are bit-identical across levels and thread counts.
 """
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -27,6 +33,49 @@ except ImportError:  # pragma: no cover - exercised only when the build is missi
 
 
 _FORCE_TORCH = False
+
+CPU_LEVELS = ("avx512", "avx2", "base")  # widest first
+_LEVEL_ENV = "ROBUSTAGG_CPU_LEVEL"
+
+
+def cpu_levels() -> list[str]:
+    """The instruction-set levels this CPU can run, widest first (``[]`` without the native
+    extension)."""
+    return list(_C.cpu_levels()) if _C is not None else []
+
+
+def cpu_level() -> str | None:
+    """The instruction-set level the native CPU kernels use: ``"avx512"``, ``"avx2"`` or
+    ``"base"`` (None without the native extension)."""
+    return _C.cpu_level() if _C is not None else None
+
+
+def _set_cpu_level(level: str, source: str) -> None:
+    if level not in CPU_LEVELS:
+        raise ValueError(f"{source} must be one of {', '.join(CPU_LEVELS)}; got {level!r}")
+    if _C is None:
+        raise RuntimeError(f"{source}={level} asks for a native CPU level, but the native "
+                           "extension is not built (robustagg runs on pure torch)")
+    if level not in cpu_levels():
+        raise RuntimeError(f"{source}={level}: this CPU cannot run {level}; it runs "
+                           f"{', '.join(cpu_levels())}")
+    _C.set_cpu_level(level)
+
+
+@contextlib.contextmanager
+def use_cpu_level(level: str):
+    """Within the block the native CPU kernels run at ``level`` (one of :func:`cpu_levels`), to
+    compare the levels on one machine. Process-wide, not thread-safe: for benchmarks and tests."""
+    old = cpu_level()
+    _set_cpu_level(level, "use_cpu_level")
+    try:
+        yield
+    finally:
+        _C.set_cpu_level(old)
+
+
+if os.environ.get(_LEVEL_ENV):
+    _set_cpu_level(os.environ[_LEVEL_ENV], _LEVEL_ENV)
 
 
 def _has(name: str) -> bool:

@@ -18,7 +18,12 @@ def scores_from_distances(distances: torch.Tensor, k: int) -> torch.Tensor:
     """
     off = distances.clone()
     off.fill_diagonal_(_INF)  # a vector is not its own neighbour (a duplicate of it is)
-    return off.topk(k, dim=1, largest=False).values.sum(dim=1)
+    if k == 0:
+        return torch.zeros(off.shape[0], dtype=off.dtype, device=off.device)
+    # Summed in ascending order by a scan: sum() may split the k values among vector lanes
+    # differently on different CPUs; a scan adds them one by one, so scores (and ties between
+    # them) are the same bits on every machine.
+    return off.topk(k, dim=1, largest=False, sorted=True).values.cumsum(dim=1)[:, -1]
 
 
 def select_lowest(scores: torch.Tensor, m: int) -> torch.Tensor:
