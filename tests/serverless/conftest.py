@@ -9,6 +9,31 @@ import pytest
 from robustagg.backends.serverless.stores.redis_server import LocalRedisServer
 
 
+N_WORKERS = 5
+
+
+@pytest.fixture(scope="module")
+def digits_world():
+    """digits split iid over 5 workers: (data, specs, initial MLP parameters, a started local
+    backend to compare the Lambda backend's gradients with)."""
+    import torch
+
+    from robustagg.backends.base import WorkerSpec
+    from robustagg.backends.local_backend import LocalBackend
+    from robustagg.run.data import load_dataset, partition
+    from robustagg.run.models import build_model
+
+    data = load_dataset("digits")
+    shards = partition(data.y_train, N_WORKERS, "iid", seed=0)
+    specs = [WorkerSpec(worker_id=i, workers=N_WORKERS, dataset="digits",
+                        indices=shards[i].tolist(), batch_size=16, seed=0) for i in range(N_WORKERS)]
+    model = build_model("mlp", data.input_shape, data.num_classes, seed=0)
+    params = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
+    ref = LocalBackend()
+    ref.start(specs, data=data)
+    return data, specs, params, ref
+
+
 @pytest.fixture(scope="session")
 def redis_server():
     """A password-protected redis-server on 127.0.0.1 and a free port: yields its store config

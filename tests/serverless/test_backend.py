@@ -7,37 +7,19 @@ import pytest
 import torch
 
 from robustagg.backends.base import WorkerSpec
-from robustagg.backends.local_backend import LocalBackend
 from robustagg.backends.serverless import handler as H
 from robustagg.backends.serverless import wire
 from robustagg.backends.serverless.backend import LambdaBackend
 from robustagg.backends.serverless.invoker import InvokeResult
 from robustagg.backends.serverless.stores import grad_key
-from robustagg.run.data import load_dataset, partition
-from robustagg.run.models import build_model
 from tests.serverless.inprocess import InProcessInvoker
 
 N = 5
 
 
-
-
-@pytest.fixture(scope="module")
-def world():
-    data = load_dataset("digits")
-    shards = partition(data.y_train, N, "iid", seed=0)
-    specs = [WorkerSpec(worker_id=i, workers=N, dataset="digits", indices=shards[i].tolist(),
-                        batch_size=16, seed=0) for i in range(N)]
-    model = build_model("mlp", data.input_shape, data.num_classes, seed=0)
-    params = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
-    ref = LocalBackend()
-    ref.start(specs, data=data)
-    return data, specs, params, ref
-
-
 @pytest.fixture
-def backend(world):
-    data, specs, *_ = world
+def backend(digits_world):
+    data, specs, *_ = digits_world
     H._STATES.clear()
     b = LambdaBackend(store={"kind": "memory"}, run_id="brun")
     b.start(specs, data=data)
@@ -46,8 +28,8 @@ def backend(world):
     b.close()
 
 
-def test_round_matches_the_local_backend(backend, world):
-    _, _, params, ref = world
+def test_round_matches_the_local_backend(backend, digits_world):
+    _, _, params, ref = digits_world
     got = backend.compute(0, params, list(range(N)), timeout_s=30)
     want = ref.compute(0, params, list(range(N)), timeout_s=30)
     assert got.errors == {} and sorted(got.grads) == list(range(N))
@@ -69,12 +51,12 @@ def _forge(backend, victim, **kw):
     return act
 
 
-def test_worker_writing_another_workers_key(backend, world):
+def test_worker_writing_another_workers_key(backend, digits_world):
     """Should worker 4 (Byzantine) learn worker 2's key and write into it before worker 2 does:
     worker 2's honest write is refused (write-once) and the forged blob fails the header or the
     token, so worker 2 is an omission with the reason logged; the forged vector never reaches
     the server."""
-    _, _, params, _ = world
+    _, _, params, _ = digits_world
     d = params.numel()
     for meta, reason in [({"worker": 4}, "worker mismatch"), ({}, "digest mismatch")]:
         # worker 4's forged blob lands in worker 2's key just before worker 2 writes
@@ -91,8 +73,8 @@ def test_worker_writing_another_workers_key(backend, world):
     ("wrong length", lambda b: b + b"\0" * 4, "truncated or padded"),
     ("pickle", lambda b: pickle.dumps({"grad": [1.0, 2.0]}), "malformed gradient"),
 ])
-def test_bad_blobs_are_omissions(backend, world, name, blob_fn, reason):
-    _, _, params, _ = world
+def test_bad_blobs_are_omissions(backend, digits_world, name, blob_fn, reason):
+    _, _, params, _ = digits_world
 
     def act(store, ev):
         r = ev["round"]
@@ -106,8 +88,8 @@ def test_bad_blobs_are_omissions(backend, world, name, blob_fn, reason):
     assert sorted(arr.grads) == [0, 1, 2, 4] and reason in arr.errors[3], arr.errors
 
 
-def test_wrong_run_id_and_round(backend, world):
-    _, _, params, _ = world
+def test_wrong_run_id_and_round(backend, digits_world):
+    _, _, params, _ = digits_world
     tok = backend.token(5, 1)
 
     def other_run(store, ev):
@@ -128,8 +110,8 @@ def test_wrong_run_id_and_round(backend, world):
         assert 1 not in arr.grads and reason in arr.errors[1] and 1 not in arr.losses
 
 
-def test_function_errors_and_late_workers(backend, world):
-    _, _, params, _ = world
+def test_function_errors_and_late_workers(backend, digits_world):
+    _, _, params, _ = digits_world
 
     class Mixed(InProcessInvoker):
         def invoke(self, event, invocation_type=None):
@@ -160,8 +142,8 @@ def test_tokens_differ_by_worker_and_round(backend):
     assert len(toks) == 3 * N and all(len(t) == 32 for t in toks)
 
 
-def test_settings_are_checked(world):
-    data, specs, *_ = world
+def test_settings_are_checked(digits_world):
+    data, specs, *_ = digits_world
     with pytest.raises(ValueError, match="give a store"):
         LambdaBackend()
     with pytest.raises(ValueError, match="invocation must be"):
@@ -172,13 +154,11 @@ def test_settings_are_checked(world):
         b.start(bad, data=data)
 
 
-
-
 @pytest.mark.parametrize("kind", ["redis", "s3"])
-def test_round_through_real_stores(world, kind, request):
+def test_round_through_real_stores(digits_world, kind, request):
     """The same round through Redis (a real redis-server) and S3 (moto's server): same gradients,
     and the round's keys deleted afterwards."""
-    data, specs, params, ref = world
+    data, specs, params, ref = digits_world
     H._STATES.clear()
     b = LambdaBackend(store=request.getfixturevalue(f"{kind}_server"), run_id=f"st{kind}")
     b.start(specs, data=data)

@@ -7,16 +7,12 @@ import re
 import pytest
 import torch
 
-from robustagg.backends.base import WorkerSpec
-from robustagg.backends.local_backend import LocalBackend
 from robustagg.backends.serverless import handler as H
 from robustagg.backends.serverless import wire
 from robustagg.backends.serverless.backend import LambdaBackend
 from robustagg.backends.serverless.function_config import function_environment
 from robustagg.backends.serverless.stores import (grad_key, grad_nonce, make_store, params_key,
                                                   redis_acl, shard_key)
-from robustagg.run.data import load_dataset, partition
-from robustagg.run.models import build_model
 from tests.serverless.inprocess import InProcessInvoker
 
 N = 5
@@ -24,15 +20,9 @@ DEPLOY = os.path.join(os.path.dirname(H.__file__), "deploy")
 
 
 @pytest.fixture(scope="module")
-def world():
-    data = load_dataset("digits")
-    shards = partition(data.y_train, N, "iid", seed=0)
-    specs = [WorkerSpec(worker_id=i, workers=N, dataset="digits", indices=shards[i].tolist(),
-                        batch_size=16, seed=0) for i in range(N)]
-    model = build_model("mlp", data.input_shape, data.num_classes, seed=0)
-    params = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
-    ref = LocalBackend()
-    ref.start(specs, data=data)
+def world(digits_world):
+    """digits_world with the local backend's round-0 arrivals as the reference."""
+    data, specs, params, ref = digits_world
     return data, specs, params, ref.compute(0, params, list(range(N)), timeout_s=30)
 
 
