@@ -211,9 +211,9 @@ def load_dataset(dataset, **kwargs) -> Data:
 PARTITIONS = ("iid", "dirichlet", "shards")
 
 
-def partition(labels: torch.Tensor, num_workers: int, scheme: str = "iid", alpha: float = 1.0,
+def partition(labels: torch.Tensor, workers: int, scheme: str = "iid", alpha: float = 1.0,
               shards_per_worker: int = 2, seed: int = 0) -> list[torch.Tensor]:
-    """Split ``range(len(labels))`` among ``num_workers``; returns one sorted LongTensor each.
+    """Split ``range(len(labels))`` among ``workers``; returns one sorted LongTensor each.
 
     Every worker gets at least one sample (Dirichlet draws are repeated until so, up to 100
     times). ``dirichlet`` and ``shards`` need class labels.
@@ -221,26 +221,26 @@ def partition(labels: torch.Tensor, num_workers: int, scheme: str = "iid", alpha
     n = len(labels)
     if scheme not in PARTITIONS:
         raise ValueError(f"partition must be one of {PARTITIONS}, got partition={scheme!r}")
-    if not 1 <= num_workers <= n:
-        raise ValueError(f"partition: need 1 <= workers <= {n} samples, got workers={num_workers}")
+    if not 1 <= workers <= n:
+        raise ValueError(f"partition: need 1 <= workers <= {n} samples, got workers={workers}")
     g = torch.Generator().manual_seed(seed)
     if scheme == "iid":
         perm = torch.randperm(n, generator=g)
-        return [p.sort().values for p in perm.tensor_split(num_workers)]
+        return [p.sort().values for p in perm.tensor_split(workers)]
     if labels.dtype.is_floating_point:
         raise ValueError(f"partition={scheme!r} needs class labels; this dataset is a regression "
                          f"(use partition='iid')")
     if scheme == "shards":
         if shards_per_worker < 1:
             raise ValueError(f"shards: shards_per_worker must be >= 1, got {shards_per_worker}")
-        n_shards = num_workers * shards_per_worker
+        n_shards = workers * shards_per_worker
         if n_shards > n:
             raise ValueError(f"shards: {n_shards} shards for {n} samples; lower shards_per_worker")
         # stable sort by label after a seeded shuffle: shards are label-pure but not index-ordered
         perm = torch.randperm(n, generator=g)
         order = perm[torch.sort(labels[perm], stable=True).indices]
         shards = order.tensor_split(n_shards)
-        assign = torch.randperm(n_shards, generator=g).view(num_workers, shards_per_worker)
+        assign = torch.randperm(n_shards, generator=g).view(workers, shards_per_worker)
         return [torch.cat([shards[s] for s in row.tolist()]).sort().values for row in assign]
     if not alpha > 0:
         raise ValueError(f"dirichlet: alpha must be > 0, got alpha={alpha}")
@@ -248,10 +248,10 @@ def partition(labels: torch.Tensor, num_workers: int, scheme: str = "iid", alpha
     classes = torch.unique(labels).tolist()
     by_class = [torch.nonzero(labels == c).flatten() for c in classes]
     for _ in range(100):
-        parts = [[] for _ in range(num_workers)]
+        parts = [[] for _ in range(workers)]
         for idx in by_class:
             idx = idx[torch.randperm(len(idx), generator=g)]
-            props = rng.dirichlet(np.full(num_workers, alpha))
+            props = rng.dirichlet(np.full(workers, alpha))
             cuts = (np.cumsum(props)[:-1] * len(idx)).astype(int).tolist()
             for w, chunk in enumerate(idx.tensor_split(cuts)):
                 parts[w].append(chunk)
@@ -259,4 +259,4 @@ def partition(labels: torch.Tensor, num_workers: int, scheme: str = "iid", alpha
         if min(len(p) for p in out) > 0:
             return out
     raise ValueError(f"dirichlet: alpha={alpha} left a worker without data in 100 draws; "
-                     f"raise alpha or lower workers={num_workers}")
+                     f"raise alpha or lower workers={workers}")

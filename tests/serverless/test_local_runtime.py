@@ -144,3 +144,18 @@ def test_parse_report():
     assert parse_report(log) == {"duration_ms": 12.34, "billed_ms": 13.0, "memory_mb": 3008.0,
                                  "max_memory_mb": 412.0, "init_ms": 2211.5}
     assert parse_report("no report") == {}
+
+
+def test_counters_add_up_under_concurrent_calls(fn):
+    before = fn.stats
+    statuses = []
+    calls = [threading.Thread(target=lambda: statuses.append(fn.pool.run(b'{"do": "hello"}')[0]))
+             for _ in range(8)]
+    for t in calls:
+        t.start()
+    for t in calls:
+        t.join()
+    after = fn.stats
+    assert after["invocations"] - before["invocations"] == statuses.count(200) >= 1
+    assert after["throttles"] - before["throttles"] == statuses.count(429)
+    assert sorted(set(statuses)) <= [200, 429] and len(statuses) == 8
