@@ -80,15 +80,17 @@ def signature_schema(name: str, target, base=()) -> type:
 
 
 def _registered():
-    """``(group, name, target)`` of every registered rule, pre-aggregation, attack, dataset and
-    model."""
+    """``(group, name, target)`` of every registered rule, pre-aggregation, attack, dataset,
+    model and compressor."""
     from attacks.registry import ATTACKS
+    from robustagg.compression import compressor_classes
     from robustagg.rules.registry import pre_aggregator_classes, rule_classes
     from robustagg.run.data import DATASETS
     from robustagg.run.models import MODELS
 
     for group, table in (("rule", rule_classes()), ("pre", pre_aggregator_classes()),
-                         ("attack", ATTACKS), ("dataset", DATASETS), ("model", MODELS)):
+                         ("attack", ATTACKS), ("dataset", DATASETS), ("model", MODELS),
+                         ("compression", compressor_classes())):
         for name, target in table.items():
             yield group, name, target
 

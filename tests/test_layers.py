@@ -13,6 +13,7 @@ LAYERS = [
     ("kernels", ["robustagg._C", "robustagg.kernels", "robustagg.streaming"]),
     ("functional", ["robustagg.functional", "robustagg.inputs"]),
     ("rules", ["robustagg.rules"]),
+    ("compression", ["robustagg.compression"]),
     ("drop-ins", ["robustagg", "robustagg.optim", "robustagg.distributed", "robustagg.costmodel"]),
     ("attacks", ["attacks"]),
     ("run", ["robustagg.run"]),

@@ -25,7 +25,8 @@ from robustagg.run.config import WorkerSpec
 
 @dataclass
 class Arrivals:
-    """What came back in one round. ``grads[i]``: float32 ``Tensor[d]`` from worker i;
+    """What came back in one round. ``grads[i]``: float32 ``Tensor[d]`` from worker i (with
+    compression, its :class:`~robustagg.compression.SparseRow`);
     ``losses[i]``: its minibatch loss; ``compute_s[i]``: its compute time (seconds, measured on
     the worker); ``errors[i]``: why worker i is missing (only for omitted workers);
     ``wall_s``: the backend's wall time for the round (publish to last arrival)."""
@@ -56,6 +57,27 @@ def check_gradient(g, d: int):
     return None
 
 
+def check_answer(g, d: int, compressor=None):
+    """A worker's answer checked as :func:`check_gradient` does, or with a compressor as its
+    message (:func:`robustagg.compression.check_message`: k values, and k increasing
+    in-range indices without a shared mask); None if it is not exactly that."""
+    if compressor is None:
+        return check_gradient(g, d)
+    from robustagg.compression import check_message
+
+    return check_message(g, d, compressor.k(d), compressor.shared)
+
+
+def spec_compressor(specs: list[WorkerSpec]):
+    """The compressor the workers of ``specs`` use (None: dense gradients), for checking their
+    answers."""
+    from robustagg.run.build import build_compressor
+
+    s = specs[0]
+    return None if s.compression == "none" else \
+        build_compressor(s.compression, s.compression_kwargs, s.seed)
+
+
 class Backend(abc.ABC):
     """Runs the workers. Lifecycle: ``start(specs)``, then ``compute(...)`` once per round,
     then ``close()`` (also a context manager)."""
@@ -69,10 +91,12 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def compute(self, round: int, params: torch.Tensor, worker_ids: list[int],
-                timeout_s: float) -> Arrivals:
+                timeout_s: float, mask: torch.Tensor | None = None) -> Arrivals:
         """Publish ``params`` (float32 ``Tensor[d]``, the model as one vector) once, ask each of
         ``worker_ids`` for its gradient of round ``round``, and return what arrived (checked
-        with :func:`check_gradient`) within ``timeout_s`` seconds."""
+        with :func:`check_answer`) within ``timeout_s`` seconds. ``mask``: the round's shared
+        coordinates (int64 ``Tensor[k]``) when the workers compress with a shared mask,
+        published with the parameters."""
 
     @abc.abstractmethod
     def close(self) -> None:

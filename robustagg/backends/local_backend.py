@@ -11,7 +11,7 @@ import time
 
 from robustagg.run.worker import build_worker, fault, timed_gradient
 
-from .base import Arrivals, Backend
+from .base import Arrivals, Backend, check_answer, spec_compressor
 
 
 class LocalBackend(Backend):
@@ -19,11 +19,13 @@ class LocalBackend(Backend):
 
     def __init__(self):
         self.states = {}
+        self.compressor = None
 
     def start(self, specs, data=None):
         self.states = {s.worker_id: build_worker(s, data) for s in specs}
+        self.compressor = spec_compressor(specs)
 
-    def compute(self, round, params, worker_ids, timeout_s):
+    def compute(self, round, params, worker_ids, timeout_s, mask=None):
         out = Arrivals()
         t0 = time.perf_counter()
         for i in worker_ids:
@@ -36,7 +38,8 @@ class LocalBackend(Backend):
                     out.errors[i] = f"timeout ({act:.3g} s late)"
                     continue
                 time.sleep(act)
-            out.grads[i], out.losses[i], out.compute_s[i] = timed_gradient(self.states[i], params, round)
+            g, out.losses[i], out.compute_s[i] = timed_gradient(self.states[i], params, round, mask)
+            out.grads[i] = check_answer(g, params.numel(), self.compressor)
         out.wall_s = time.perf_counter() - t0
         return out
 

@@ -3,7 +3,9 @@
 Per round the parameters are put in the object store once (one ``ray.put`` of a float32 numpy
 array, shared zero-copy by every actor on the node); each worker answers with a contiguous
 float32 numpy array (zero-copy on the way back too: Ray copies torch tensors when pickling,
-numpy arrays it does not). The server waits for all answers up to the round timeout; what is
+numpy arrays it does not); a compressing worker answers with its message's numpy arrays
+(values, or indices and values), and a shared mask is put in the object store once per round
+beside the parameters. The server waits for all answers up to the round timeout; what is
 missing then (late, crashed, malformed) is an omission. Actors are created with
 ``max_restarts`` so that a crashed worker process is restarted by Ray, rebuilds its shard in
 ``__init__`` and rejoins the following rounds.
@@ -25,7 +27,7 @@ import torch
 from robustagg.run.data import Data
 from robustagg.run.worker import build_worker, fault, timed_gradient
 
-from .base import Arrivals, Backend, check_gradient
+from .base import Arrivals, Backend, check_answer, spec_compressor
 
 _DATA_FIELDS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -44,7 +46,7 @@ class _RayWorker:
                               num_classes=data["num_classes"])
         self.states = {s.worker_id: build_worker(s, shared) for s in specs}
 
-    def compute(self, worker_id: int, round: int, params: np.ndarray):
+    def compute(self, worker_id: int, round: int, params: np.ndarray, mask=None):
         state = self.states[worker_id]
         act = fault(state, round)
         if act == "crash":
@@ -54,8 +56,9 @@ class _RayWorker:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # read-only view; only read from
             p = torch.from_numpy(params)
-        grad, loss, secs = timed_gradient(state, p, round)
-        return grad.numpy(), loss, secs
+            m = None if mask is None else torch.from_numpy(mask)
+        grad, loss, secs = timed_gradient(state, p, round, m)
+        return (grad.numpy() if state.compressor is None else grad.message()), loss, secs
 
     def ping(self):
         return os.getpid()
@@ -78,6 +81,7 @@ class RayBackend(Backend):
         self.start_timeout_s = start_timeout_s
         self.actors = []
         self.actor_of = {}
+        self.compressor = None
 
     def start(self, specs, data=None):
         import ray
@@ -85,6 +89,7 @@ class RayBackend(Backend):
         if not ray.is_initialized():
             raise RuntimeError("RayBackend.start: ray is not initialised (use "
                                "robustagg.backends.ray_cluster.ensure_ray first)")
+        self.compressor = spec_compressor(specs)
         groups = [specs[k:k + self.workers_per_actor]
                   for k in range(0, len(specs), self.workers_per_actor)]
         cpus = self.cpus_per_actor
@@ -100,14 +105,15 @@ class RayBackend(Backend):
         self.actor_of = {s.worker_id: self.actors[k] for k, g in enumerate(groups) for s in g}
         ray.get([a.ping.remote() for a in self.actors], timeout=self.start_timeout_s)
 
-    def compute(self, round, params, worker_ids, timeout_s):
+    def compute(self, round, params, worker_ids, timeout_s, mask=None):
         import ray
 
         out = Arrivals()
         d = params.numel()
         t0 = time.perf_counter()
         ref = ray.put(params.numpy())  # published once; every actor reads the same object
-        refs = {self.actor_of[i].compute.remote(i, round, ref): i for i in worker_ids}
+        mask_ref = None if mask is None else ray.put(mask.numpy())
+        refs = {self.actor_of[i].compute.remote(i, round, ref, mask_ref): i for i in worker_ids}
         ready, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
         for r in ready:
             i = refs[r]
@@ -122,7 +128,7 @@ class RayBackend(Backend):
             g = None
             if isinstance(answer, tuple) and len(answer) == 3 and \
                     all(isinstance(v, float) for v in answer[1:]):
-                g = check_gradient(answer[0], d)
+                g = check_answer(answer[0], d, self.compressor)
             if g is None:
                 out.errors[i] = "malformed answer"
                 continue

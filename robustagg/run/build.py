@@ -1,6 +1,6 @@
 """Names resolved to objects, in one place: a run's rule (with its pre-aggregations) and its
 attack, from the registries (:func:`robustagg.aggregator`, :func:`robustagg.pre_aggregator`,
-:func:`attacks.attack`). Datasets and models are named in their own registries
+:func:`attacks.attack`). and its compressor (:func:`robustagg.compression.compressor`). Datasets and models are named in their own registries
 (:data:`robustagg.run.data.DATASETS`, :data:`robustagg.run.models.MODELS`) and resolved by
 :func:`~robustagg.run.data.load_dataset` and :func:`~robustagg.run.models.build_model`.
 """
@@ -11,6 +11,7 @@ import inspect
 
 import attacks
 import robustagg as ra
+from robustagg.compression import compressor
 
 
 def build_named(factory, name, kwargs: dict, defaults: dict):
@@ -64,3 +65,9 @@ def build_attack(attack, kwargs: dict, seed: int = 0, n: int | None = None):
         return copy.deepcopy(attack)
     return build_named(attacks.attack, attack, kwargs,
                        {"seed": seed} if n is None else {"seed": seed, "n": n})
+
+
+def build_compressor(name: str, kwargs: dict, seed: int = 0):
+    """``robustagg.compression.compressor(name, **kwargs)``, seeded with the run's ``seed``
+    unless kwargs give one."""
+    return build_named(compressor, name, kwargs, {"seed": seed})

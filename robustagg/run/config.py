@@ -17,7 +17,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-from .build import build_attack, build_rule, pre_entry
+from .build import build_attack, build_compressor, build_rule, pre_entry
 from .data import PARTITIONS
 
 OPTIMIZERS = ("sgd", "adam")
@@ -82,6 +82,9 @@ class TrainConfig:
     weight_decay: float = setting(0.0, at="optimizer.weight_decay")
     # beta of worker momentum (Karimireddy et al. 2021); 0 = off
     worker_momentum: float = setting(0.0, at="optimizer.worker_momentum")
+    # what workers send: robustagg.compression.available_compressors(), k/d as ratio
+    compression: str = setting("none", at="compression.name")
+    compression_kwargs: dict = setting(factory=dict, at="compression.*")
     # evaluation, output, checkpoints
     eval_every: int = 10
     seed: int = 0
@@ -107,6 +110,12 @@ class TrainConfig:
             raise ValueError(f"partition must be one of {PARTITIONS}, got partition={self.partition!r}")
         self.pre = [pre_entry(e) for e in self.pre]
         self.build_rule().check(self.workers)  # the bound, before anything starts
+        comp = self.build_compressor()
+        if comp.name != "none" and self.worker_momentum:
+            raise ValueError(f"worker_momentum={self.worker_momentum} does not combine with "
+                             f"compression={self.compression!r}: the server would keep a dense "
+                             f"momentum of sparse messages; use the server's momentum, or "
+                             f"error_feedback with a shared mask")
         atk = self.build_attack()
         if atk is not None and self.byzantine == 0:
             raise ValueError(f"attack={self.attack!r} needs byzantine >= 1, got byzantine=0")
@@ -150,6 +159,11 @@ class TrainConfig:
         """The attack object (``attacks.attack(name, **attack_kwargs)``, or a copy of the
         ``Attack`` given), or None for "none"."""
         return build_attack(self.attack, self.attack_kwargs, self.seed, n=self.workers)
+
+    def build_compressor(self):
+        """The compressor (``robustagg.compression.compressor(compression,
+        **compression_kwargs)``, seeded with the run's seed unless given)."""
+        return build_compressor(self.compression, self.compression_kwargs, self.seed)
 
     @property
     def byzantine_ids(self) -> list[int]:
@@ -223,6 +237,8 @@ class WorkerSpec:
     is_byzantine: bool = False
     attack: str = "none"
     attack_kwargs: dict = _like("attack_kwargs")
+    compression: str = _like("compression")
+    compression_kwargs: dict = _like("compression_kwargs")
 
     @classmethod
     def of(cls, cfg: TrainConfig, worker_id: int, indices: list | None = None,
@@ -234,6 +250,7 @@ class WorkerSpec:
         return cls(worker_id=worker_id, indices=indices, is_byzantine=byz,
                    attack=cfg.attack if worker_attack and byz else "none",
                    dataset_kwargs=dict(cfg.dataset_kwargs), model_kwargs=dict(cfg.model_kwargs),
+                   compression_kwargs=dict(cfg.compression_kwargs),
                    attack_kwargs=dict(cfg.attack_kwargs) if worker_attack else {}, **shared)
 
     def to_dict(self) -> dict:
@@ -246,4 +263,4 @@ class WorkerSpec:
 
 # the settings a worker reads from the run's config, under the config's names
 _SHARED = ("workers", "dataset", "partition", "alpha", "shards_per_worker", "model", "batch_size",
-           "seed")
+           "seed", "compression")

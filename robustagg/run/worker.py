@@ -21,7 +21,7 @@ from torch import nn
 
 from robustagg import inputs
 
-from .build import build_attack
+from .build import build_attack, build_compressor
 from .data import load_dataset, partition
 from .models import build_model, loss_fn
 
@@ -48,8 +48,8 @@ def derive_seed(*parts) -> int:
 
 @dataclass
 class WorkerState:
-    """A built worker: its shard ``x [m, ...]``, ``y [m]``, model, loss and attack (data or
-    fault attack of a Byzantine worker, else None)."""
+    """A built worker: its shard ``x [m, ...]``, ``y [m]``, model, loss, attack (data or
+    fault attack of a Byzantine worker, else None) and compressor (None: dense gradients)."""
 
     spec: object
     x: torch.Tensor
@@ -58,6 +58,7 @@ class WorkerState:
     loss: object
     num_classes: int
     attack: object = None
+    compressor: object = None
 
 
 def shard_indices(spec, labels: torch.Tensor) -> torch.Tensor:
@@ -80,8 +81,11 @@ def build_worker(spec, data=None) -> WorkerState:
     if attack is not None and getattr(attack, "kind", None) not in ("data", "fault"):
         raise ValueError(f"worker {spec.worker_id}: attack={spec.attack!r} is not a data-poisoning "
                          f"or fault attack; model-poisoning attacks act on the server")
+    comp = None
+    if spec.compression != "none":
+        comp = build_compressor(spec.compression, spec.compression_kwargs, spec.seed)
     return WorkerState(spec, data.x_train[idx].contiguous(), data.y_train[idx].contiguous(),
-                       model, loss_fn(data.num_classes), data.num_classes, attack)
+                       model, loss_fn(data.num_classes), data.num_classes, attack, comp)
 
 
 def compute_gradient(state: WorkerState, params: torch.Tensor, round: int):
@@ -123,8 +127,14 @@ def fault(state: WorkerState, round: int):
     return delay if delay > 0 else None
 
 
-def timed_gradient(state: WorkerState, params: torch.Tensor, round: int):
-    """``compute_gradient`` plus its wall time: ``(grad, loss, seconds)``."""
+def timed_gradient(state: WorkerState, params: torch.Tensor, round: int, mask=None):
+    """``compute_gradient`` plus its wall time: ``(grad, loss, seconds)``. With a compressor,
+    ``grad`` is the message (a :class:`~robustagg.compression.SparseRow`; ``mask``: the
+    round's shared coordinates, for shared-mask compressors), and the time includes the
+    compression."""
     t0 = time.perf_counter()
     grad, loss = compute_gradient(state, params, round)
+    if state.compressor is not None:
+        with single_thread():
+            grad = state.compressor.compress(grad, mask)
     return grad, loss, time.perf_counter() - t0

@@ -9,7 +9,9 @@ the rule selected, where it selects), ``byzantine_share`` (share of Byzantine id
 and ``dist_honest_mean`` (‖aggregate − mean of honest vectors‖₂); the time split in seconds:
 ``compute_s`` (slowest worker's gradient computation), ``transport_s`` (backend wall time
 minus that: publishing, queueing, transfer, waiting), ``aggregation_s`` (attack + rule),
-``step_s`` (optimizer), ``round_s`` (the whole round as the driver saw it).
+``step_s`` (optimizer), ``round_s`` (the whole round as the driver saw it); the payload bytes
+each worker sent, ``bytes_sent`` (worker id -> bytes: 4d dense, or the compressed message), and
+their sum ``bytes_round``.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import os
 
 FIELDS = ["round", "train_loss", "test_loss", "test_acc", "arrived", "asked", "omitted", "skipped",
           "selected", "byzantine_share", "dist_honest_mean", "compute_s", "transport_s",
-          "backend_s", "aggregation_s", "step_s", "round_s"]
+          "backend_s", "aggregation_s", "step_s", "round_s", "bytes_sent", "bytes_round"]
 
 
 def read_jsonl(path: str) -> list[dict]:

@@ -15,6 +15,14 @@ and the rule aggregates the m_i. It is kept here, per worker id, rather than on 
 that workers stay stateless (a Lambda invocation or a restarted actor has no memory); for an
 honest worker the vector is the same either way, and a Byzantine worker's is replaced anyway.
 
+With compression (``TrainConfig.compression``) the workers send sparse messages and
+:class:`robustagg.compression.Receiver` stands in for the buffer: it picks the round's shared
+mask (published with the parameters), turns the messages into the rows the rule aggregates
+(the ``[n, k]`` sub-matrix under a shared mask), lets a model attack forge messages from the
+honest messages, and returns the aggregate in ``R^d``. The record then holds the payload bytes
+each worker sent (``bytes_sent``, the Byzantine workers' forged messages included) and their
+sum (``bytes_round``).
+
 The class is plain Python; the Ray driver wraps it as an actor (``ray.remote(ParameterServer)``).
 """
 from __future__ import annotations
@@ -25,6 +33,7 @@ import time
 import torch
 
 from robustagg.backends.base import make_backend
+from robustagg.compression import Receiver
 from robustagg.optim import apply_aggregate
 from robustagg.run.config import WorkerSpec
 from robustagg.run.data import load_dataset, partition
@@ -54,7 +63,11 @@ class ParameterServer:
         self.round = 0
         self.worker_momentum: dict[int, torch.Tensor] = {}
         # the round's vectors, row k for the k-th smallest worker id present (allocated once)
-        self.rows = torch.empty(cfg.workers, sum(p.numel() for p in self.parameters))
+        d = sum(p.numel() for p in self.parameters)
+        compressor = cfg.build_compressor()
+        self.receiver = None if compressor.name == "none" else \
+            Receiver(compressor, cfg.workers, d, self.rule)
+        self.rows = torch.empty(cfg.workers, d) if self.receiver is None else None
         self.backend = backend or make_backend(cfg.backend, **cfg.backend_kwargs)
         self.backend.start(self._specs(data, attack), data=data)
 
@@ -107,12 +120,19 @@ class ParameterServer:
     def _step(self) -> dict:
         c, r = self.cfg, self.round
         t0 = time.perf_counter()
-        arr = self.backend.compute(r, self.params().contiguous(), self._asked(), c.round_timeout_s)
+        rx = self.receiver
+        mask = None if rx is None else rx.begin(r)
+        params = self.params().contiguous()
+        arr = self.backend.compute(r, params, self._asked(), c.round_timeout_s,
+                                   **({} if mask is None else {"mask": mask}))
         t1 = time.perf_counter()
-        ids = self._fill(arr.grads)
+        ids = self._fill(arr.grads) if rx is None else rx.fill(arr.grads)
         honest_ids = [i for i in ids if i not in self.byzantine]
         h = len(honest_ids)
-        if self.model_attack is not None:
+        if self.model_attack is not None and rx is not None:
+            rx.forge(self.model_attack, h, len(ids), len(self.byzantine), self.rule)
+            ids = honest_ids + sorted(self.byzantine)
+        elif self.model_attack is not None:
             # omniscient: the honest rows; otherwise the Byzantine workers' own honest gradients
             seen = self.rows[:h] if self.model_attack.omniscient else self.rows[h:len(ids)]
             if not len(seen):
@@ -130,12 +150,17 @@ class ParameterServer:
             raise RuntimeError(f"round {r}: only {len(ids)} of {c.workers} workers answered within "
                                f"round_timeout_s={c.round_timeout_s} (missing {missing}: "
                                f"{arr.errors}); {e}") from None
-        x = self.rows[:len(ids)]
+        # every message of a round has the same size (forged ones too: a valid message)
+        sent = {i: 4 * params.numel() if rx is None else rx.message_bytes for i in ids}
+        x = self.rows[:len(ids)] if rx is None else rx.matrix(ids)
         agg = self.rule(x)
         t2 = time.perf_counter()
-        finite = apply_aggregate(self.parameters, agg)
+        full = agg if rx is None else rx.expand(agg)
+        finite = apply_aggregate(self.parameters, full)
         if finite:
             self.optimizer.step()
+        if rx is not None:
+            rx.end(full.detach(), finite)
         t3 = time.perf_counter()
         record = self._influence(agg, x, ids, honest_ids)
         self.round += 1
@@ -147,7 +172,9 @@ class ParameterServer:
             skipped="" if finite else "non-finite aggregate",
             train_loss=sum(honest_losses) / len(honest_losses) if honest_losses else None,
             compute_s=compute, transport_s=max(arr.wall_s - compute, 0.0),
-            backend_s=t1 - t0, aggregation_s=t2 - t1, step_s=t3 - t2)
+            backend_s=t1 - t0, aggregation_s=t2 - t1, step_s=t3 - t2,
+            bytes_sent={str(i): b for i, b in sorted(sent.items())},
+            bytes_round=sum(sent.values()))
         return record
 
     def _influence(self, agg, x, ids, honest_ids) -> dict:
@@ -184,7 +211,8 @@ class ParameterServer:
         return {"round": self.round, "model": copy.deepcopy(self.model.state_dict()),
                 "optimizer": copy.deepcopy(self.optimizer.state_dict()),
                 "rule": copy.deepcopy(self.rule), "attack": copy.deepcopy(self.model_attack),
-                "worker_momentum": {i: m.clone() for i, m in self.worker_momentum.items()}}
+                "worker_momentum": {i: m.clone() for i, m in self.worker_momentum.items()},
+                "compression": None if self.receiver is None else self.receiver.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.round = state["round"]
@@ -192,6 +220,8 @@ class ParameterServer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.rule, self.model_attack = state["rule"], state["attack"]
         self.worker_momentum = dict(state["worker_momentum"])
+        if self.receiver is not None and state.get("compression"):
+            self.receiver.load_state_dict(state["compression"])
 
     def close(self) -> None:
         self.backend.close()
