@@ -81,6 +81,7 @@ class RayBackend(Backend):
         self.start_timeout_s = start_timeout_s
         self.actors = []
         self.actor_of = {}
+        self.data_ref = None
         self.compressor = None
 
     def start(self, specs, data=None):
@@ -95,13 +96,16 @@ class RayBackend(Backend):
         cpus = self.cpus_per_actor
         if cpus is None:  # leave a share for the server
             cpus = max(ray.cluster_resources().get("CPU", 1.0) / (len(groups) + 1), 0.01)
-        data_ref = None
-        if data is not None:  # one copy in the object store instead of one load per actor
-            data_ref = ray.put({**{k: getattr(data, k).numpy() for k in _DATA_FIELDS},
-                                "num_classes": data.num_classes})
+        # One copy in the object store instead of one load per actor. The reference is held
+        # until close(): Ray re-runs an actor's __init__ with the same arguments when it
+        # restarts the actor, and an argument nobody holds any more has been freed by then.
+        self.data_ref = None
+        if data is not None:
+            self.data_ref = ray.put({**{k: getattr(data, k).numpy() for k in _DATA_FIELDS},
+                                     "num_classes": data.num_classes})
         cls = ray.remote(_RayWorker).options(num_cpus=round(cpus, 4),
                                              max_restarts=self.max_restarts, max_task_retries=0)
-        self.actors = [cls.remote(g, data_ref) for g in groups]
+        self.actors = [cls.remote(g, self.data_ref) for g in groups]
         self.actor_of = {s.worker_id: self.actors[k] for k, g in enumerate(groups) for s in g}
         ray.get([a.ping.remote() for a in self.actors], timeout=self.start_timeout_s)
 
@@ -144,4 +148,4 @@ class RayBackend(Backend):
 
         for a in self.actors:
             ray.kill(a, no_restart=True)
-        self.actors, self.actor_of = [], {}
+        self.actors, self.actor_of, self.data_ref = [], {}, None
