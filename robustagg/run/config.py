@@ -14,13 +14,18 @@ see :func:`experiment_paths`), the arguments of ``python -m robustagg.training``
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 
 from .build import build_attack, build_compressor, build_rule, pre_entry
 from .data import PARTITIONS
 
 OPTIMIZERS = ("sgd", "adam")
+# Settings a resumed run may change: they do not change what is computed (how long the run is,
+# how often it evaluates, where its files go, how it reports, where and how the workers run;
+# round_timeout_s decides which late answers count, as the machines' speed does).
+RESUME_FREE = frozenset({"rounds", "eval_every", "output_dir", "checkpoint_every", "resume",
+                         "progress", "backend", "address", "round_timeout_s", "num_cpus",
+                         "object_store_mb", "connect_timeout_s", "backend_kwargs"})
 
 
 def setting(default=dataclasses.MISSING, *, factory=dataclasses.MISSING, at: str | None):
@@ -88,7 +93,8 @@ class TrainConfig:
     # evaluation, output, checkpoints
     eval_every: int = 10
     seed: int = 0
-    output_dir: str | None = setting(None, at=None)  # default outputs/runs/<name>; Hydra: its run dir
+    # default outputs/runs/<name>-<time>-<settings hash>; Hydra: its run dir
+    output_dir: str | None = setting(None, at=None)
     checkpoint_every: int = 0         # 0 = never
     resume: bool = False
     progress: bool = True
@@ -179,9 +185,19 @@ class TrainConfig:
         return (f"{label(self.dataset)}-{label(self.model)}-{rule}-{label(self.attack)}"
                 f"-n{self.workers}f{self.byzantine}-s{self.seed}")
 
-    @property
-    def run_dir(self) -> str:
-        return self.output_dir or os.path.join("outputs", "runs", self.name)
+    def result_settings(self) -> dict:
+        """The settings that determine the run's result, as plain data (:meth:`to_dict`'s
+        entries less :data:`RESUME_FREE`, floats as floats): what a resumed run must share with
+        the checkpoint it continues, and what names a run's default folder."""
+        hints = {f.name: f.type for f in dataclasses.fields(self)}
+        out = {}
+        for k, v in self.to_dict().items():
+            if k in RESUME_FREE:
+                continue
+            if hints[k] == "float" and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            out[k] = v
+        return out
 
     def to_dict(self) -> dict:
         """Plain data (objects given for rule/dataset/model appear as their repr)."""

@@ -23,6 +23,7 @@ from robustagg.run.config import TrainConfig
 
 from . import checkpoint
 from .metrics import MetricsLog, format_summary, summarize
+from .rundir import open_run_dir
 from .server import ParameterServer
 
 logger = logging.getLogger("robustagg.training")
@@ -83,14 +84,30 @@ def _evaluate_now(cfg, r):
 
 
 def train(cfg: TrainConfig | None = None, **overrides) -> TrainResult:
-    """Train with ``cfg`` (default ``TrainConfig()``), with ``overrides`` replacing its fields."""
+    """Train with ``cfg`` (default ``TrainConfig()``), with ``overrides`` replacing its fields.
+
+    The run's folder is ``cfg.output_dir``, else a new one of its own (see
+    :mod:`robustagg.training.rundir`), locked while the run writes. ``resume=True`` continues
+    from the checkpoint there when there is one, and refuses one written with other settings
+    (those of :meth:`TrainConfig.result_settings`); a run that does not resume replaces an
+    earlier run's checkpoint in its folder."""
     cfg = cfg or TrainConfig()
     if overrides:
         cfg = dataclasses.replace(cfg, **overrides)
-    out = cfg.run_dir
-    os.makedirs(out, exist_ok=True)
+    with open_run_dir(cfg) as run_dir:
+        return _train(cfg, run_dir.path)
+
+
+def _train(cfg: TrainConfig, out: str) -> TrainResult:
     logger.info("%s -> %s (%d rounds, backend %s)", cfg.name, out, cfg.rounds, cfg.backend)
-    state = checkpoint.load(out) if cfg.resume else None
+    loaded = checkpoint.load(out) if cfg.resume else None
+    state = None
+    if loaded is not None:
+        state, manifest = loaded
+        checkpoint.check_settings(manifest, cfg.result_settings(), out)
+        logger.info("resuming %s from round %d", out, state["round"])
+    else:
+        checkpoint.remove(out)  # an earlier run's, not this run's
     start = state["round"] if state else 0
     started_ray = False
     if cfg.backend == "ray":
@@ -149,4 +166,4 @@ def _rounds(cfg, server, log, start, out):
         bar.set_postfix(acc="-" if acc is None else f"{acc:.3f}", round_s=f"{rec['round_s']:.3f}",
                         omitted=len(rec["omitted"]))
         if cfg.checkpoint_every and (r + 1) % cfg.checkpoint_every == 0:
-            checkpoint.save(out, server.call("state_dict"))
+            checkpoint.save(out, server.call("state_dict"), cfg.result_settings())

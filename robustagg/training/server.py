@@ -40,6 +40,8 @@ from robustagg.run.data import load_dataset, partition
 from robustagg.run.models import build_model, loss_fn
 from robustagg.run.worker import single_thread
 
+from .snapshot import StateError, restore, snapshot
+
 
 class ParameterServer:
     """Holds the training state of one run of ``cfg`` (a :class:`TrainConfig`) and drives the
@@ -206,20 +208,30 @@ class ParameterServer:
 
     # ---- checkpoints ----
     def state_dict(self) -> dict:
-        """Everything a resumed run needs: model, optimizer, rule and attack (their state and
-        generators), worker momentum, round."""
+        """Everything a resumed run needs, as tensors and plain data (what
+        ``torch.load(weights_only=True)`` reads): model, optimizer, the rule's and the attack's
+        state (:func:`~robustagg.training.snapshot.snapshot`: their generators, histories,
+        selections), worker momentum, compression memory, round."""
         return {"round": self.round, "model": copy.deepcopy(self.model.state_dict()),
                 "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-                "rule": copy.deepcopy(self.rule), "attack": copy.deepcopy(self.model_attack),
+                "rule": snapshot(self.rule),
+                "attack": None if self.model_attack is None else snapshot(self.model_attack),
                 "worker_momentum": {i: m.clone() for i, m in self.worker_momentum.items()},
                 "compression": None if self.receiver is None else self.receiver.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue from ``state`` (a :meth:`state_dict` of a run with the same settings): the
+        rule and attack built from this run's settings take the saved state."""
+        if (state["attack"] is None) != (self.model_attack is None):
+            raise StateError(f"the checkpoint {'has no' if state['attack'] is None else 'has a'} "
+                             f"model attack, this run {'has one' if self.model_attack else 'none'}")
         self.round = state["round"]
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.rule, self.model_attack = state["rule"], state["attack"]
-        self.worker_momentum = dict(state["worker_momentum"])
+        restore(self.rule, state["rule"])
+        if self.model_attack is not None:
+            restore(self.model_attack, state["attack"])
+        self.worker_momentum = {int(i): m.clone() for i, m in state["worker_momentum"].items()}
         if self.receiver is not None and state.get("compression"):
             self.receiver.load_state_dict(state["compression"])
 
