@@ -1,8 +1,13 @@
-"""``python -m robustagg.training [key=value ...]``: one run with :class:`TrainConfig`'s defaults,
-overridden by ``key=value`` pairs for its fields (``--help`` lists them). Each value is read as
-its field's type: ``rounds=50 rule=median address=none progress=false
-attack_kwargs='{"std": 100}' pre='["nnm"]'`` (dicts and lists as JSON). The Hydra entry point,
-with config groups and sweeps, is ``python -m experiments.train``."""
+"""python -m robustagg.training [key=value ...]
+
+One run with TrainConfig's defaults, overridden by key=value pairs for its fields. Each value is
+read as its field's type, dicts and lists as JSON:
+
+    python -m robustagg.training rounds=50 rule=median backend=local progress=false
+    python -m robustagg.training attack=gaussian attack_kwargs='{"std": 100}' pre='["nnm"]'
+    python -m robustagg.training address=127.0.0.1:6390      # join a running Ray cluster
+
+The Hydra entry point, with config groups and sweeps, is python -m experiments.train."""
 import dataclasses
 import json
 import sys
