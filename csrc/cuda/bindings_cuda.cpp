@@ -5,8 +5,6 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/extension.h>
 
-#include <tuple>
-
 #include "kernels_cuda.h"
 
 namespace {
@@ -28,8 +26,11 @@ torch::Tensor pairwise_sq_distances_cuda(const torch::Tensor& x_in) {
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t n = x.size(0), d = x.size(1);
   auto out = torch::empty({n, n}, x.options().dtype(torch::kFloat64));
+  auto workspace = torch::empty({robustagg::cuda::pairwise_workspace(n, d)},
+                                x.options().dtype(torch::kFloat64));
   check_cuda(robustagg::cuda::pairwise_sq_distances(x.data_ptr<float>(), n, d,
                                                     out.data_ptr<double>(),
+                                                    workspace.data_ptr<double>(),
                                                     c10::cuda::getCurrentCUDAStream()),
              "pairwise_sq_distances_cuda");
   return out;
@@ -51,42 +52,22 @@ torch::Tensor order_stat_mean_cuda(const torch::Tensor& x_in, int64_t lo, int64_
   return out;
 }
 
-// (scores float64 [n], selected int64 [m] (the first `count` are valid), count int64 [1]).
-std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> krum_select_cuda(
-    const torch::Tensor& dist_in, int64_t k, int64_t m) {
-  TORCH_CHECK(dist_in.dim() == 2 && dist_in.size(0) == dist_in.size(1) && dist_in.is_cuda() &&
-                  dist_in.scalar_type() == torch::kFloat64,
-              "krum_select_cuda: distances must be float64 [n, n] on a CUDA device");
-  const auto dist = dist_in.contiguous();
-  const c10::cuda::CUDAGuard guard(dist.device());
-  const int64_t n = dist.size(0);
-  TORCH_CHECK(0 <= k && k <= n - 1 && 1 <= m && m <= n, "krum_select_cuda: needs 0 <= k < n and "
-              "1 <= m <= n, got k=", k, ", m=", m, ", n=", n);
-  auto scores = torch::empty({n}, dist.options());
-  auto selected = torch::empty({m}, dist.options().dtype(torch::kInt64));
-  auto count = torch::empty({1}, dist.options().dtype(torch::kInt64));
-  check_cuda(robustagg::cuda::krum_select(dist.data_ptr<double>(), n, k, m,
-                                          scores.data_ptr<double>(), selected.data_ptr<int64_t>(),
-                                          count.data_ptr<int64_t>(),
-                                          c10::cuda::getCurrentCUDAStream()),
-             "krum_select_cuda");
-  return {scores, selected, count};
-}
-
-// Mean of the rows idx[0..count) of x; count is a 1-element int64 device tensor (from
-// krum_select_cuda), or None for all of idx.
-torch::Tensor rows_mean_cuda(const torch::Tensor& x_in, const torch::Tensor& idx_in,
-                             const c10::optional<torch::Tensor>& count_in) {
+// Mean of the rows idx of x, with the CPU binding's checks (the indices are checked on the host:
+// one small copy, and an index out of range must not read outside x).
+torch::Tensor rows_mean_cuda(const torch::Tensor& x_in, const torch::Tensor& idx_in) {
   const auto x = cuda_matrix(x_in, "rows_mean_cuda");
   const c10::cuda::CUDAGuard guard(x.device());
-  const auto idx = idx_in.to(x.device(), torch::kInt64).contiguous();
-  TORCH_CHECK(idx.dim() == 1, "rows_mean_cuda: idx must be 1-D");
-  const auto count = count_in.has_value()
-                         ? count_in->to(x.device(), torch::kInt64).contiguous()
-                         : torch::full({1}, idx.numel(), idx.options());
+  const auto idx_cpu = idx_in.to(torch::kCPU, torch::kInt64).contiguous();
+  TORCH_CHECK(idx_cpu.dim() == 1, "rows_mean_cuda: idx must be 1-D, got ", idx_cpu.dim(), " dims");
+  const int64_t n = x.size(0), m = idx_cpu.numel();
+  TORCH_CHECK(m >= 1, "rows_mean_cuda: idx is empty");
+  const int64_t* p = idx_cpu.data_ptr<int64_t>();
+  for (int64_t r = 0; r < m; ++r)
+    TORCH_CHECK(0 <= p[r] && p[r] < n, "rows_mean_cuda: idx[", r, "]=", p[r], " out of [0, ", n, ")");
+  const auto idx = idx_cpu.to(x.device());
   auto out = torch::empty({x.size(1)}, x.options());
   check_cuda(robustagg::cuda::rows_mean(x.data_ptr<float>(), x.size(1), idx.data_ptr<int64_t>(),
-                                        count.data_ptr<int64_t>(), out.data_ptr<float>(),
+                                        m, out.data_ptr<float>(),
                                         c10::cuda::getCurrentCUDAStream()),
              "rows_mean_cuda");
   return out;
@@ -99,10 +80,5 @@ void register_cuda_kernels(pybind11::module& m) {
         "Squared distances between the rows of float32 x[n, d] on the GPU (float64 [n, n])");
   m.def("order_stat_mean_cuda", &order_stat_mean_cuda,
         "Per column of float32 x[n, d] (n <= 64), the mean of the order statistics lo..hi");
-  m.def("krum_select_cuda", &krum_select_cuda,
-        "Krum scores (k nearest) and the m lowest finite ones, on the GPU: (scores, selected, "
-        "count)");
-  m.def("rows_mean_cuda", &rows_mean_cuda, pybind11::arg("x"), pybind11::arg("idx"),
-        pybind11::arg("count") = pybind11::none(),
-        "Mean of the rows idx[:count] of float32 x[n, d] on the GPU");
+  m.def("rows_mean_cuda", &rows_mean_cuda, "Mean of the rows idx of float32 x[n, d] on the GPU");
 }

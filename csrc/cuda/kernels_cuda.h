@@ -13,10 +13,12 @@ namespace cuda {
 
 // out[n*n] (float64) = squared distances between the rows of x[n*d] (float32, row-major):
 // direct differences in float32 over chunks of columns, chunk sums added in float64, exact zero
-// diagonal, +inf for pairs with a non-finite row (a chunk whose float32 sum is not finite is
-// recomputed in float64, so finite rows whose squares overflow float32 stay finite).
+// diagonal, +inf for pairs with a non-finite row; a chunk whose float32 sum is not finite, or
+// may have lost squares to underflow, is recomputed in float64, so finite rows stay finite and
+// tiny ones accurate. The same bits on every run. workspace: pairwise_workspace(n, d) doubles.
+int64_t pairwise_workspace(int64_t n, int64_t d);
 cudaError_t pairwise_sq_distances(const float* x, int64_t n, int64_t d, double* out,
-                                  cudaStream_t stream);
+                                  double* workspace, cudaStream_t stream);
 
 // out[d] = per column, the float64 mean of the order statistics lo..hi (0-based, inclusive) of
 // the n values, NaN ordered as +inf, rounded to float32. n <= kMaxOrderStatN.
@@ -24,16 +26,10 @@ constexpr int64_t kMaxOrderStatN = 64;
 cudaError_t order_stat_mean(const float* x, int64_t n, int64_t d, int64_t lo, int64_t hi,
                             float* out, cudaStream_t stream);
 
-// Krum on the device. scores[n] = per row, the sum of its k smallest distances to the other
-// rows (dist: float64 [n*n]); selected[0..*count) = the indices of the (at most) m lowest
-// finite scores, ties to the lowest index; *count = how many were selected.
-cudaError_t krum_select(const double* dist, int64_t n, int64_t k, int64_t m, double* scores,
-                        int64_t* selected, int64_t* count, cudaStream_t stream);
-
-// out[d] = mean of the rows idx[0..*count) of x[n*d] (float64 sums; NaN if *count == 0). The
-// count is read on the device, so krum_select + rows_mean need no host round-trip.
-cudaError_t rows_mean(const float* x, int64_t d, const int64_t* idx, const int64_t* count,
-                      float* out, cudaStream_t stream);
+// out[d] = mean of the rows idx[0..m) of x[n*d] (float64 sums), m >= 1; the indices must be
+// in [0, n) (the binding checks them).
+cudaError_t rows_mean(const float* x, int64_t d, const int64_t* idx, int64_t m, float* out,
+                      cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace robustagg

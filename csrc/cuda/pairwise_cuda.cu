@@ -7,10 +7,19 @@
 //
 // Layout: 64 x 64 row tiles, upper tile pairs only; a block of 256 threads computes a 4 x 4
 // micro-tile of pairs per thread (only the upper micro-tiles of a diagonal tile), staging
-// 32-column slabs of both row tiles in shared memory. Each block walks chunks of 1024 columns
-// (grid-stride), summing a chunk in float32 registers and the chunks in float64, then adds its
-// total once per pair with a float64 atomicAdd. A chunk whose float32 sum is not finite (a
-// NaN/Inf row, or a square overflowing float32) is recomputed in float64 from global memory.
+// 32-column slabs of both row tiles in shared memory. Block y of a tile pair walks the chunks
+// y, y + Y, y + 2Y, ... of 1024 columns, summing a chunk in float32 registers and its chunks in
+// float64, and writes its total per pair to its own slot of a workspace; a second kernel adds
+// the Y slots in order. So the result is the same bits on every run (a float64 atomicAdd per
+// block would add them in whatever order the blocks finish).
+//
+// While staging a chunk the block notes, per row, whether the chunk holds a non-finite value
+// or a tiny one (0 < |v| < 2^-39). A pair's chunk whose float32 sum is not finite is +inf at
+// once when one of its rows has a non-finite value (a Byzantine NaN row costs nothing extra)
+// and is recomputed in float64 otherwise (a square overflowing float32). A sum under 2^-60 with
+// a tiny value in either row is recomputed too: squares of differences under 2^-63 underflow
+// float32, and only values under 2^-39 have such differences (a difference of two floats is at
+// least 2^-24 of the larger one, or 0).
 #include <algorithm>
 #include <cmath>
 
@@ -35,13 +44,23 @@ __device__ __forceinline__ void tile_pair(int64_t p, int64_t tiles, int64_t& I, 
   J = I + p;
 }
 
-__device__ __forceinline__ void load_slab(float (*S)[kTile + kPad], const float* __restrict__ x,
-                                          int64_t n, int64_t d, int64_t row0, int64_t col0,
-                                          int64_t col_end) {
+// Row flags of one chunk, per tile row: a non-finite value, a tiny value.
+struct ChunkFlags {
+  int nonfinite[kTile];
+  int tiny[kTile];
+};
+
+__device__ __forceinline__ void load_slab(float (*S)[kTile + kPad], ChunkFlags& flags,
+                                          const float* __restrict__ x, int64_t n, int64_t d,
+                                          int64_t row0, int64_t col0, int64_t col_end) {
   for (int e = threadIdx.x; e < kTile * kSlab; e += kThreads) {
     const int r = e / kSlab, k = e % kSlab;  // a warp reads 32 consecutive columns of one row
     const int64_t row = row0 + r, col = col0 + k;
-    S[k][r] = (row < n && col < col_end) ? x[row * d + col] : 0.0f;
+    const float v = (row < n && col < col_end) ? x[row * d + col] : 0.0f;
+    S[k][r] = v;
+    // Racing stores of the same 1 are benign: the flags are read after a barrier.
+    if (!isfinite(v)) flags.nonfinite[r] = 1;
+    else if (v != 0.0f && fabsf(v) < 0x1p-39f) flags.tiny[r] = 1;
   }
 }
 
@@ -57,9 +76,10 @@ __device__ double exact_chunk(const float* __restrict__ a, const float* __restri
 
 __global__ void __launch_bounds__(kThreads)
     pairwise_kernel(const float* __restrict__ x, int64_t n, int64_t d, int64_t tiles,
-                    int64_t chunks, double* __restrict__ out) {
+                    int64_t chunks, double* __restrict__ partials) {
   __shared__ __align__(16) float As[kSlab][kTile + kPad];
   __shared__ __align__(16) float Bs[kSlab][kTile + kPad];
+  __shared__ ChunkFlags fa, fb;
   int64_t I, J;
   tile_pair(blockIdx.x, tiles, I, J);
   const bool diag = I == J;
@@ -77,13 +97,17 @@ __global__ void __launch_bounds__(kThreads)
     v = u + q;
   }
   const float(*Bsrc)[kTile + kPad] = diag ? As : Bs;
+  const ChunkFlags& fsrc = diag ? fa : fb;
   double total[4][4] = {};
   for (int64_t ch = blockIdx.y; ch < chunks; ch += gridDim.y) {
     const int64_t c0 = ch * kChunk, c1 = min(c0 + kChunk, d);
+    for (int e = threadIdx.x; e < kTile; e += kThreads)
+      fa.nonfinite[e] = fa.tiny[e] = fb.nonfinite[e] = fb.tiny[e] = 0;
+    __syncthreads();
     float acc[4][4] = {};
     for (int64_t s = c0; s < c1; s += kSlab) {
-      load_slab(As, x, n, d, I * kTile, s, c1);
-      if (!diag) load_slab(Bs, x, n, d, J * kTile, s, c1);
+      load_slab(As, fa, x, n, d, I * kTile, s, c1);
+      if (!diag) load_slab(Bs, fb, x, n, d, J * kTile, s, c1);
       __syncthreads();
       if (active) {
 #pragma unroll 8
@@ -108,61 +132,87 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int c = 0; c < 4; ++c) {
           double p = acc[r][c];
-          const int64_t i = I * kTile + 4 * u + r, j = J * kTile + 4 * v + c;
-          if (!isfinite(p) && i < n && j < n) p = exact_chunk(x + i * d + c0, x + j * d + c0, c1 - c0);
+          const int ri = 4 * u + r, rj = 4 * v + c;
+          const int64_t i = I * kTile + ri, j = J * kTile + rj;
+          if (i >= j || j >= n) continue;  // the lower half of a diagonal micro-tile is unused
+          if (!isfinite(p)) {
+            p = (fa.nonfinite[ri] || fsrc.nonfinite[rj])
+                    ? INFINITY
+                    : exact_chunk(x + i * d + c0, x + j * d + c0, c1 - c0);
+          } else if (p < 0x1p-60 && (fa.tiny[ri] || fsrc.tiny[rj])) {
+            p = exact_chunk(x + i * d + c0, x + j * d + c0, c1 - c0);
+          }
           total[r][c] += p;
         }
     }
+    __syncthreads();  // the flags are reset for the next chunk
   }
   if (!active) return;
+  double* slot = partials + blockIdx.y * n * n;
 #pragma unroll
   for (int r = 0; r < 4; ++r)
 #pragma unroll
     for (int c = 0; c < 4; ++c) {
       const int64_t i = I * kTile + 4 * u + r, j = J * kTile + 4 * v + c;
-      if (i < j && j < n) atomicAdd(out + i * n + j, total[r][c]);
+      if (i < j && j < n) slot[i * n + j] = total[r][c];
     }
 }
 
-// Mirror the upper triangle, zero the diagonal, non-finite (NaN as well as overflow) -> +inf.
-__global__ void finalize_kernel(double* __restrict__ out, int64_t n) {
+// out = the slots added in order (the same bits every run), mirrored, zero diagonal,
+// non-finite (NaN as well as overflow) -> +inf.
+__global__ void finalize_kernel(const double* __restrict__ partials, int64_t slots,
+                                double* __restrict__ out, int64_t n) {
   const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (e >= n * n) return;
   const int64_t i = e / n, j = e % n;
   if (i == j) {
     out[e] = 0.0;
   } else if (i < j) {
-    double s = out[e];
+    double s = 0.0;
+    for (int64_t y = 0; y < slots; ++y) s += partials[y * n * n + e];
     if (!isfinite(s)) s = INFINITY;
     out[e] = s;
     out[j * n + i] = s;
   }
 }
 
-}  // namespace
-
-cudaError_t pairwise_sq_distances(const float* x, int64_t n, int64_t d, double* out,
-                                  cudaStream_t stream) {
-  if (n == 0) return cudaSuccess;
-  cudaError_t err = cudaMemsetAsync(out, 0, sizeof(double) * n * n, stream);
-  if (err != cudaSuccess) return err;
+// Blocks per tile pair: enough to fill the GPU ~4 deep, few enough that each sums many chunks.
+int64_t blocks_per_pair(int64_t n, int64_t d) {
   const int64_t tiles = (n + kTile - 1) / kTile, pairs = tiles * (tiles + 1) / 2;
   const int64_t chunks = (d + kChunk - 1) / kChunk;
-  if (pairs > 0 && chunks > 0) {
-    int device = 0, sms = 1;
-    cudaGetDevice(&device);
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-    // Enough blocks to fill the GPU ~4 deep, few enough that each adds many chunks before
-    // its one atomicAdd per pair.
-    const int64_t per_pair = std::max<int64_t>(1, std::min<int64_t>(
-        {chunks, (4 * static_cast<int64_t>(sms) + pairs - 1) / pairs, 65535}));
-    const dim3 grid(static_cast<unsigned>(pairs), static_cast<unsigned>(per_pair));
-    pairwise_kernel<<<grid, kThreads, 0, stream>>>(x, n, d, tiles, chunks, out);
-    err = cudaGetLastError();
+  int device = 0, sms = 1;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  return std::max<int64_t>(1, std::min<int64_t>(
+      {chunks, (4 * static_cast<int64_t>(sms) + pairs - 1) / pairs, 65535}));
+}
+
+}  // namespace
+
+int64_t pairwise_workspace(int64_t n, int64_t d) {
+  return n < 2 ? 0 : blocks_per_pair(n, d) * n * n;
+}
+
+cudaError_t pairwise_sq_distances(const float* x, int64_t n, int64_t d, double* out,
+                                  double* workspace, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  const int64_t tiles = (n + kTile - 1) / kTile, pairs = tiles * (tiles + 1) / 2;
+  const int64_t chunks = (d + kChunk - 1) / kChunk;
+  const int64_t slots = n < 2 ? 0 : blocks_per_pair(n, d);
+  if (slots > 0) {
+    // Every slot of the upper triangle is written by its block, but d = 0 launches none.
+    cudaError_t err = cudaMemsetAsync(workspace, 0, sizeof(double) * slots * n * n, stream);
     if (err != cudaSuccess) return err;
+    if (chunks > 0) {
+      const dim3 grid(static_cast<unsigned>(pairs), static_cast<unsigned>(slots));
+      pairwise_kernel<<<grid, kThreads, 0, stream>>>(x, n, d, tiles, chunks, workspace);
+      err = cudaGetLastError();
+      if (err != cudaSuccess) return err;
+    }
   }
   const int64_t cells = n * n;
-  finalize_kernel<<<static_cast<unsigned>((cells + 255) / 256), 256, 0, stream>>>(out, n);
+  finalize_kernel<<<static_cast<unsigned>((cells + 255) / 256), 256, 0, stream>>>(
+      workspace, slots, out, n);
   return cudaGetLastError();
 }
 
