@@ -2,6 +2,7 @@
 // csrc/cuda/ when built with CUDA), tensors out. Arguments were validated by
 // robustagg.kernels / robustagg.functional; the checks here only guard memory safety.
 #include <ATen/Parallel.h>
+#include <atomic>
 #include <torch/extension.h>
 
 #include "kernels_cpu.h"
@@ -13,6 +14,21 @@ void register_cuda_kernels(pybind11::module& m);  // csrc/cuda/bindings_cuda.cpp
 #endif
 
 namespace {
+
+// Threads of the CPU kernels: torch's setting unless set_kernel_threads chose another. Their
+// results do not depend on it, so a caller may keep torch on one thread (whose reductions do
+// depend on it) and still give the kernels every core.
+std::atomic<int> g_threads{0};
+
+int kernel_threads() {
+  const int t = g_threads.load(std::memory_order_relaxed);
+  return t > 0 ? t : at::get_num_threads();
+}
+
+void set_kernel_threads(int t) {
+  TORCH_CHECK(t >= 0, "set_kernel_threads: needs t >= 0 (0: follow torch), got ", t);
+  g_threads.store(t, std::memory_order_relaxed);
+}
 
 torch::Tensor cpu_matrix(const torch::Tensor& x, const char* name) {
   TORCH_CHECK(x.dim() == 2, name, ": x must be [n, d], got ", x.dim(), " dims");
@@ -26,7 +42,7 @@ torch::Tensor pairwise_sq_distances(const torch::Tensor& x_in) {
   const auto x = cpu_matrix(x_in, "pairwise_sq_distances_cpu");
   const int64_t n = x.size(0), d = x.size(1);
   auto out = torch::empty({n, n}, x.options().dtype(torch::kFloat64));
-  const int t = at::get_num_threads();
+  const int t = kernel_threads();
   if (x.scalar_type() == torch::kFloat32)
     robustagg::pairwise_sq_distances_cpu(x.data_ptr<float>(), n, d, out.data_ptr<double>(), t);
   else
@@ -41,7 +57,7 @@ torch::Tensor order_stat_mean(const torch::Tensor& x_in, int64_t lo, int64_t hi)
   TORCH_CHECK(0 <= lo && lo <= hi && hi < n, "order_stat_mean_cpu: needs 0 <= lo <= hi < n, got lo=",
               lo, ", hi=", hi, ", n=", n);
   auto out = robustagg::pooled_vector(d, x.options());
-  const int t = at::get_num_threads();
+  const int t = kernel_threads();
   if (x.scalar_type() == torch::kFloat32)
     robustagg::order_stat_mean_cpu(x.data_ptr<float>(), n, d, lo, hi, out.data_ptr<float>(), t);
   else
@@ -58,7 +74,7 @@ torch::Tensor rows_mean(const torch::Tensor& x_in, const torch::Tensor& idx_in) 
   for (int64_t r = 0; r < m; ++r)
     TORCH_CHECK(0 <= p[r] && p[r] < n, "rows_mean_cpu: idx[", r, "]=", p[r], " out of [0, ", n, ")");
   auto out = robustagg::pooled_vector(d, x.options());
-  const int t = at::get_num_threads();
+  const int t = kernel_threads();
   if (x.scalar_type() == torch::kFloat32)
     robustagg::rows_mean_cpu(x.data_ptr<float>(), d, p, m, out.data_ptr<float>(), t);
   else
@@ -98,6 +114,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("order_stat_mean_cpu", &order_stat_mean, nogil,
         "Per column of x[n, d], the mean of the order statistics lo..hi (NaN ordered as +inf), "
         "n <= 256");
+  m.def("kernel_threads", &kernel_threads, "Threads the CPU kernels use now");
+  m.def("kernel_threads_setting", [] { return g_threads.load(); },
+        "The set_kernel_threads value (0: torch's setting)");
+  m.def("set_kernel_threads", &set_kernel_threads,
+        "Threads for the CPU kernels from the next call on (0: torch's setting)");
   m.def("cpu_levels", &cpu_levels,
         "Instruction-set levels this CPU can run, widest first ('avx512', 'avx2', 'base')");
   m.def("cpu_level", &cpu_level, "The level the CPU kernels use now");

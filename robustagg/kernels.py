@@ -74,6 +74,26 @@ def use_cpu_level(level: str):
         _C.set_cpu_level(old)
 
 
+@contextlib.contextmanager
+def kernel_threads(threads: int | None):
+    """Within the block the native CPU kernels use ``threads`` threads (None: torch's setting,
+    the default), whatever ``torch.get_num_threads()`` says. Their results are the same bits at
+    every thread count, so code that keeps torch on one thread for reproducible reductions can
+    still give the kernels every core. Process-wide, not thread-safe."""
+    if _C is None:
+        yield
+        return
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        raise ValueError(f"kernel_threads needs a positive int or None, got {threads!r}")
+    old = _C.kernel_threads_setting()
+    _C.set_kernel_threads(threads or 0)
+    try:
+        yield
+    finally:
+        _C.set_kernel_threads(old)
+
+
 if os.environ.get(_LEVEL_ENV):
     _set_cpu_level(os.environ[_LEVEL_ENV], _LEVEL_ENV)
 

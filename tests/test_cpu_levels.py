@@ -154,3 +154,22 @@ def test_environment_variable_is_read_at_import(value, error):
         assert proc.stdout.strip() == value
     else:
         assert proc.returncode != 0 and error in proc.stderr
+
+
+def test_kernel_threads_apart_from_torch():
+    x = make("normal", 17, 100_003, torch.float32, seed=5)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = results(x)
+        for t in (2, 3):
+            with kernels.kernel_threads(t):
+                assert kernels._C.kernel_threads() == t
+                got = results(x)
+            assert all(same_bits(got[k], one[k]) for k in one)
+        assert kernels._C.kernel_threads() == 1  # back to torch's setting
+    finally:
+        torch.set_num_threads(old)
+    with pytest.raises(ValueError, match="positive int"):
+        with kernels.kernel_threads(0):
+            pass
