@@ -32,6 +32,7 @@ import time
 
 import torch
 
+from robustagg import kernels
 from robustagg.backends.base import make_backend
 from robustagg.compression import Receiver
 from robustagg.optim import apply_aggregate
@@ -114,9 +115,12 @@ class ParameterServer:
         return ids
 
     def step(self) -> dict:
-        """Run one round; return its metrics record (plain data). The server's arithmetic runs
-        on one thread, like the workers', so results do not depend on where the server runs."""
-        with single_thread():
+        """Run one round; return its metrics record (plain data). torch runs on one thread, like
+        the workers' (its reductions' bits depend on the thread count), and the native kernels
+        on every core torch had (theirs do not), so results do not depend on where the server
+        runs or on its core count."""
+        cores = torch.get_num_threads()
+        with single_thread(), kernels.kernel_threads(cores):
             return self._step()
 
     def _step(self) -> dict:
