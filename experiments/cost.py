@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.measure:
         w = measure(a)
-        a.calibrated = _rescale(w, d=int(a.d) if a.d else w.d, n=a.n, rounds=a.rounds)
+        a.calibrated = cm.rescale(w, d=int(a.d) if a.d else w.d, n=a.n, rounds=a.rounds)
     d = int(a.d or 1e6)
 
     prices = cm.Prices.from_json(a.prices) if a.prices else cm.Prices()
@@ -104,13 +104,6 @@ def main(argv=None) -> int:
 def _median(xs):
     xs = sorted(xs)
     return xs[len(xs) // 2] if xs else float("nan")
-
-
-def _rescale(w: cm.Workload, d: int, n: int, rounds: int) -> cm.Workload:
-    """The measured workload at another scale: compute ~ d, aggregation ~ n^2 d (assumed)."""
-    return cm.Workload(d=d, n=n, rounds=rounds, compute_s=w.compute_s * d / w.d,
-                       aggregation_s=w.aggregation_s * (n / w.n) ** 2 * d / w.d,
-                       step_s=w.step_s * d / w.d)
 
 
 def measure(a) -> cm.Workload:
