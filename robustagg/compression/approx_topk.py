@@ -21,14 +21,15 @@ class ApproxTopK(Compressor):
        ``|g|`` among them, with ``j = sk/d + sigmas·sqrt(sk/d) + 1``: in expectation ``k·j/(sk/d)``
        coordinates of g reach t, and fewer than k only with probability about that of a normal
        variable beyond ``sigmas`` standard deviations.
-    2. One pass over g keeps the candidates ``|g_j| >= t`` (k(1 + ε) of them, ε ≈
+    2. One pass over g keeps the candidates ``not |g_j| < t`` (k(1 + ε) of them, ε ≈
        ``sigmas/sqrt(sk/d)``), and the exact top-k among the candidates is the result.
 
     Since every coordinate above the k-th magnitude reaches t whenever at least k candidates
     do, the result is exactly the top-k (ties aside): the approximation is in the threshold,
     whose count ``last_candidates`` records. Too few candidates (or a NaN threshold) lowers t
     by doubling j, and after three tries falls back to ``torch.topk`` over all of g. NaN entries
-    are never candidates.
+    count as the largest, as in ``torch.topk`` and :class:`~.topk.TopK` (a NaN that a Byzantine
+    row carries reaches the rule, which refuses or outvotes it).
 
     ``samples``: s (default ``ceil(256 d/k)``, so that sk/d = 256 and ε ≈ 0.19 at sigmas = 3);
     when s would be a quarter of d or more, the exact selection is used directly.
@@ -66,7 +67,7 @@ class ApproxTopK(Compressor):
             j = min(s, int(expected + self.sigmas * math.sqrt(expected)) + 1)
             for _ in range(3):
                 t = torch.topk(sample, j, sorted=False).values.min()
-                cand = torch.nonzero(a >= t).squeeze(1)
+                cand = torch.nonzero(~(a < t)).squeeze(1)  # NaN: a candidate
                 if cand.numel() >= k:
                     self.last_candidates = cand.numel()
                     idx = cand[topk_indices(a[cand], k)]

@@ -12,8 +12,9 @@
    function has those in its own configuration, :mod:`.function_config`);
 4. each worker writes its gradient once to its key ``ra/<run>/r<round>/grad/<worker>/<nonce>``
    (the nonce derived from its token: no other worker can name it) with a digest keyed by its
-   token; the server waits for the keys until the round deadline, decodes each blob against
-   (run, round, worker, float32, d, token) and counts any mismatch, a function error or a late
+   token (compressed: a ``sparse_grad`` blob of k indices and values, or under ``randk_shared``
+   the k values on the mask of the event's ``mask_seed``); the server waits for the keys until
+   the round deadline, decodes each blob against (run, round, worker, float32, d or k, token) and counts any mismatch, a function error or a late
    answer as an omission of that worker, with the reason in ``Arrivals.errors``;
 5. the round's keys and ACL users are deleted.
 
@@ -39,15 +40,18 @@ from concurrent.futures import wait as wait_futures
 
 import torch
 
-from ..base import Arrivals, Backend
+from robustagg.compression import check_message
+from robustagg.compression import mask_seed as round_mask_seed
+
+from ..base import Arrivals, Backend, spec_compressor
 from . import wire
 from .function_config import AUTH_MODES, function_environment
-from .handler import SCHEMA_VERSION
+from .handler import LAMBDA_COMPRESSORS, SCHEMA_VERSION
 from .stores import grad_key, make_store, params_key, redis_acl, round_prefix, run_prefix, shard_key
 
 HANDLER = "robustagg.backends.serverless.handler.handler"
 _SPEC_FIELDS = ("model", "model_kwargs", "batch_size", "seed", "is_byzantine", "attack",
-                "attack_kwargs", "workers")
+                "attack_kwargs", "workers", "compression", "compression_kwargs")
 _LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
 
@@ -103,7 +107,7 @@ class LambdaBackend(Backend):
                              f"redis store; got worker_auth={worker_auth!r} with a {kind} store")
         self.run_id = wire.check_run_id(run_id) if run_id else secrets.token_hex(6)
         self._secret = os.urandom(32)
-        self._redis = self._lambda = self._pool = self.store = None
+        self._redis = self._lambda = self._pool = self.store = self.compressor = None
         self._round_users = False  # the server may create round users (checked at start)
         self.round_stats: list[dict] = []
 
@@ -119,6 +123,11 @@ class LambdaBackend(Backend):
                 raise ValueError(f"lambda backend: workers rebuild the model from its registry name; "
                                  f"got model={s.model!r} for worker {s.worker_id}")
         self.n = len(specs)
+        self.compressor = spec_compressor(specs)
+        if specs[0].compression not in LAMBDA_COMPRESSORS:
+            raise ValueError(f"lambda backend: compression={specs[0].compression!r} is not offered "
+                             f"(its mask is not a seed a worker can expand); offered: "
+                             f"{list(LAMBDA_COMPRESSORS)}")
         store_cfg = self.store_config
         if store_cfg is None:  # local=True without a store: a private redis-server
             from .stores.redis_server import LocalRedisServer
@@ -202,10 +211,30 @@ class LambdaBackend(Backend):
                         hashlib.sha256).digest()
 
     def event(self, round: int, worker: int, d: int, params_digest: str) -> dict:
-        return {**self._events[worker], "round": round, "d": d, "params_digest": params_digest,
-                "token": self.token(round, worker).hex()}
+        ev = {**self._events[worker], "round": round, "d": d, "params_digest": params_digest,
+              "token": self.token(round, worker).hex()}
+        if self.compressor is not None and self.compressor.shared:
+            ev["mask_seed"] = round_mask_seed(self.compressor.seed, round)
+        return ev
 
-    def compute(self, round, params, worker_ids, timeout_s):
+    def _decode(self, blob, round: int, w: int, d: int, token: bytes):
+        """A worker's blob as its gradient (Tensor[d]) or message (SparseRow); WireError if it is
+        not one."""
+        meta = {"run_id": self.run_id, "round": round, "worker": w, "token": token}
+        comp = self.compressor
+        if comp is None:
+            return wire.decode(blob, kind="grad", dtype=torch.float32, shape=(d,), **meta)
+        k = comp.k(d)
+        if comp.shared:
+            answer = wire.decode(blob, kind="grad", dtype=torch.float32, shape=(k,), **meta).numpy()
+        else:
+            answer = wire.decode_sparse(blob, d=d, nnz=k, **meta)
+        row = check_message(answer, d, k, comp.shared)
+        if row is None:
+            raise wire.WireError(f"not a {comp.name} message of {k} entries")
+        return row
+
+    def compute(self, round, params, worker_ids, timeout_s, mask=None):
         t0 = time.perf_counter()
         deadline = t0 + timeout_s
         d = params.numel()
@@ -248,12 +277,9 @@ class LambdaBackend(Backend):
                 out.errors[w] = f"no gradient within round_timeout_s={timeout_s}"
                 continue
             try:
-                g = wire.decode(blobs[key], kind="grad", run_id=self.run_id, round=round, worker=w,
-                                dtype=torch.float32, shape=(d,), token=tokens[w])
+                out.grads[w] = self._decode(blobs[key], round, w, d, tokens[w])
             except wire.WireError as e:
                 out.errors[w] = f"malformed gradient: {e}"
-                continue
-            out.grads[w] = g  # decode checked float32 and shape (d,)
         for w in out.errors:  # an answer without a usable gradient carries no loss either
             out.losses.pop(w, None)
             out.compute_s.pop(w, None)
