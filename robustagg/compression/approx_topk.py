@@ -46,6 +46,9 @@ class ApproxTopK(Compressor):
         self.samples, self.sigmas = samples, float(sigmas)
         self._gen = torch.Generator().manual_seed(self.seed)
         self.last_candidates = None  # candidates above the last threshold (None: exact path)
+        # |g| and the comparison, kept between calls: a fresh 4d-byte buffer costs page faults
+        # that take longer than the pass itself
+        self._abs = self._hit = None
 
     def settings(self):
         return {**super().settings(), "samples": self.samples, "sigmas": self.sigmas}
@@ -57,7 +60,9 @@ class ApproxTopK(Compressor):
         g = check_vector(g, "approx_topk")
         d = g.numel()
         k = self.k(d)
-        a = g.abs()
+        if self._abs is None or self._abs.numel() != d:
+            self._abs, self._hit = torch.empty(d), torch.empty(d, dtype=torch.bool)
+        a = torch.abs(g, out=self._abs)
         s = self.sample_size(d, k)
         self.last_candidates = None
         idx = None
@@ -67,7 +72,8 @@ class ApproxTopK(Compressor):
             j = min(s, int(expected + self.sigmas * math.sqrt(expected)) + 1)
             for _ in range(3):
                 t = torch.topk(sample, j, sorted=False).values.min()
-                cand = torch.nonzero(~(a < t)).squeeze(1)  # NaN: a candidate
+                hit = torch.logical_not(torch.lt(a, t, out=self._hit), out=self._hit)  # NaN: a hit
+                cand = torch.nonzero(hit).squeeze(1)
                 if cand.numel() >= k:
                     self.last_candidates = cand.numel()
                     idx = cand[topk_indices(a[cand], k)]
