@@ -1,0 +1,56 @@
+"""Helpers for the fault tests of real Ray runs: the worker actor processes of a run, how far
+the run has got, and the run replayed in-process from its recorded omissions."""
+import dataclasses
+import os
+
+import psutil
+
+from robustagg.backends.local_backend import LocalBackend
+from robustagg.training.server import ParameterServer
+
+
+def worker_pids(exclude=()) -> list[int]:
+    """PIDs of the Ray worker actor processes on this machine (``ray::_RayWorker``, the
+    process title Ray gives them), less ``exclude``."""
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info["cmdline"] or ()
+        if cmd and cmd[0].startswith("ray::_RayWorker") and p.pid not in exclude:
+            out.append(p.pid)
+    return sorted(out)
+
+
+def rounds_done(out_dir) -> int:
+    """Rounds recorded so far in ``<out_dir>/metrics.jsonl``."""
+    try:
+        with open(os.path.join(out_dir, "metrics.jsonl")) as fh:
+            return sum(1 for line in fh if line.strip())
+    except FileNotFoundError:
+        return 0
+
+
+class ReplayBackend(LocalBackend):
+    """In-process workers, each round omitting the workers a recorded run omitted then."""
+
+    def __init__(self, history):
+        super().__init__()
+        self.omitted = {r["round"]: {int(i) for i in r["omitted"]} for r in history}
+
+    def compute(self, round, params, worker_ids, timeout_s, **kw):
+        gone = self.omitted[round]
+        out = super().compute(round, params, [i for i in worker_ids if i not in gone],
+                              timeout_s, **kw)
+        out.errors.update({i: "omitted in the recorded run" for i in gone})
+        return out
+
+
+def replay(cfg, history):
+    """The final parameters of ``cfg`` run in-process with the omissions of ``history``."""
+    server = ParameterServer(dataclasses.replace(cfg, backend="local"),
+                             backend=ReplayBackend(history))
+    try:
+        for _ in history:
+            server.step()
+        return server.params()
+    finally:
+        server.close()
