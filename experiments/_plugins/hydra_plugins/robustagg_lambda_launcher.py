@@ -37,9 +37,9 @@ class LambdaLauncherConf:
     timeout_s: float = 900.0
     concurrency: int = 4
     function_concurrency: Optional[int] = None  # local only: environments (default concurrency)
-    attempts: int = 6                      # invocations per cell while throttled
-    backoff_s: float = 0.5
-    backoff_cap_s: float = 20.0
+    attempts: int = 10                     # invocations per cell while throttled
+    backoff_s: float = 1.0
+    backoff_cap_s: float = 30.0
     prices: Optional[str] = None           # JSON file overriding robustagg.costmodel.Prices
     reference: Dict[str, float] = field(default_factory=dict)  # experiments.lambda_sweep.Reference
 

@@ -57,6 +57,10 @@ class ResultError(ValueError):
     """A stored cell result is malformed, forged or for another sweep or cell."""
 
 
+# The sweep function's standing Redis user (worker_auth="function"; deploy/redis-acl.conf's ra-sweep)
+SWEEP_RULES = ["resetkeys", "%W~ra/*/cell/*/*", "resetchannels", "-@all", "+set"]
+
+
 def cell_prefix(sweep_id: str, cell: int) -> str:
     return f"{run_prefix(sweep_id)}cell/{int(cell)}/"
 
