@@ -18,6 +18,10 @@ Per round, on Lambda (``waves = ceil(n / concurrency)``)::
 ``slow(mem) = max(1, ref_vcpus / vcpus(mem))`` with ``vcpus(mem) = min(6, mem / 1769)`` (Lambda gives
 one vCPU per 1,769 MB); ``compute`` is the per-gradient time measured on ``ref_vcpus`` CPUs.
 
+With compression (``Workload.upload_bytes``, e.g. :func:`compressed_upload`) a worker pushes
+its message instead of ``d*b`` bytes (the parameters still come down dense) and spends
+``compress_s`` more per gradient; the collect term becomes ``n*upload_bytes/bw_srv``.
+
 On Ray: workers share the cluster's vCPUs, so a round computes ``ceil(n / vcpus)`` gradients one
 after another on each vCPU; transport is ``n*d*b`` over the head node's bandwidth.
 
@@ -30,6 +34,8 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+
+from robustagg.compression import k_of
 
 GB_MB = 1024.0
 MB = 1024.0 * 1024.0
@@ -111,12 +117,23 @@ class Workload:
     step_s: float = 0.0
     bytes_per_element: int = 4
     ref_vcpus: float = 1.0
+    # what a worker sends per round: None = its dense gradient (d * bytes_per_element), else a
+    # compressed message's bytes (compressed_upload), which take compress_s to make
+    upload_bytes: int | None = None
+    compress_s: float = 0.0
+
+    @property
+    def sent_bytes(self) -> int:
+        """Bytes one worker sends per round."""
+        return self.d * self.bytes_per_element if self.upload_bytes is None else self.upload_bytes
 
     def __post_init__(self):
         for name in ("d", "n", "rounds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Workload.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("compute_s", "aggregation_s", "step_s"):
+        if self.upload_bytes is not None and self.upload_bytes < 0:
+            raise ValueError(f"Workload.upload_bytes must be >= 0, got {self.upload_bytes}")
+        for name in ("compute_s", "aggregation_s", "step_s", "compress_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"Workload.{name} must be >= 0, got {getattr(self, name)}")
 
@@ -180,6 +197,14 @@ class Estimate:
         return "\n".join(lines)
 
 
+def compressed_upload(d: int, ratio: float, shared_mask: bool) -> int:
+    """Payload bytes of a compressed message of a d-parameter model at ``ratio = k/d``: k float32
+    values, plus k indices (int32 below d = 2^31, else int64) without a shared mask, as
+    :class:`robustagg.compression.Receiver` counts them."""
+    k = k_of(ratio, d)
+    return k * (4 if shared_mask else 4 + (4 if d < 2**31 else 8))
+
+
 def gb_seconds(invocations: int, memory_mb: float, billed_s: float) -> float:
     """GB-seconds of ``invocations`` each billed ``billed_s`` at ``memory_mb`` (GB = 1024 MB)."""
     return invocations * memory_mb / GB_MB * billed_s
@@ -239,15 +264,15 @@ def estimate_lambda(w: Workload, s: LambdaSetup = LambdaSetup(), prices: Prices 
     fn_bw = prices.lambda_bandwidth
     slow = max(1.0, w.ref_vcpus / lambda_vcpus(s.memory_mb))
     pull = nbytes / fn_bw
-    compute = w.compute_s * slow
-    push = nbytes / fn_bw
+    compute = (w.compute_s + w.compress_s) * slow
+    push = w.sent_bytes / fn_bw
     worker_s = prices.lambda_invoke_s + pull + compute + push
     billed = billed_seconds(pull + compute + push)
     waves = math.ceil(w.n / min(s.concurrency, w.n))
     split = {
         "publish": nbytes / store_bw,
         "workers": waves * worker_s,
-        "collect": w.n * nbytes / store_bw,
+        "collect": w.n * w.sent_bytes / store_bw,
         "aggregation": w.aggregation_s,
         "step": w.step_s,
     }
@@ -280,8 +305,8 @@ def estimate_ray(w: Workload, s: RaySetup = RaySetup(), prices: Prices = Prices(
     nbytes = w.d * w.bytes_per_element
     split = {
         "publish": nbytes / head.bandwidth,
-        "workers": math.ceil(w.n / vcpus) * w.compute_s * max(1.0, w.ref_vcpus),
-        "collect": w.n * nbytes / head.bandwidth,
+        "workers": math.ceil(w.n / vcpus) * (w.compute_s + w.compress_s) * max(1.0, w.ref_vcpus),
+        "collect": w.n * w.sent_bytes / head.bandwidth,
         "aggregation": w.aggregation_s,
         "step": w.step_s,
     }
