@@ -478,7 +478,7 @@ def provisioning(memory_mb: int, peak_mb: float, billed_ms: float, threshold: fl
 
     Under: the peak is within ``threshold`` of the size (an out-of-memory kill is near); or, with
     a calibrated ``curve`` (SizePoints), a larger size is more than ``threshold`` faster for at
-    most the same $. Over: with a ``curve``, a feasible size is more than ``threshold`` cheaper
+    most ``threshold`` more $. Over: with a ``curve``, a feasible size is more than ``threshold`` cheaper
     and no slower than ``(1 + threshold)`` times now; without one, the memory is more than
     ``threshold`` above both the peak and what ``threads`` threads can use as CPU (Lambda gives
     one vCPU per 1,769 MB), so a smaller size would cost less at the same speed.
@@ -498,9 +498,9 @@ def provisioning(memory_mb: int, peak_mb: float, billed_ms: float, threshold: fl
                                 f"invocation at {t:.0f} ms (now {billed_ms:.0f} ms at {memory_mb} MB)")
         for p in sorted(fit, key=lambda p: p.billed_ms):
             t, c = p.billed_ms * scale, invocation_cost(p.memory_mb, p.billed_ms * scale, prices)["total"]
-            if p.memory_mb > memory_mb and t < (1 - threshold) * billed_ms and c <= now:
+            if p.memory_mb > memory_mb and t < (1 - threshold) * billed_ms and c <= (1 + threshold) * now:
                 return "under", (f"{p.memory_mb} MB would take {1 - t / billed_ms:.0%} less time "
-                                 f"({t:.0f} ms) for no more $")
+                                 f"({t:.0f} ms) for {c / now - 1:+.0%} $ per invocation")
         return "ok", "the calibrated curve has no size better by the threshold"
     usable = max(peak_mb / (1 - threshold), min(threads, LAMBDA_MAX_VCPUS) * LAMBDA_MB_PER_VCPU)
     if memory_mb > (1 + threshold) * usable:
