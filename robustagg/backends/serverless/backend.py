@@ -47,6 +47,7 @@ from ..base import Arrivals, Backend, spec_compressor
 from . import wire
 from .function_config import AUTH_MODES, function_environment
 from .handler import LAMBDA_COMPRESSORS, SCHEMA_VERSION
+from .provision_watch import ProvisionWatch
 from .stores import grad_key, make_store, params_key, redis_acl, round_prefix, run_prefix, shard_key
 
 HANDLER = "robustagg.backends.serverless.handler.handler"
@@ -75,6 +76,11 @@ class LambdaBackend(Backend):
     ``local=True``: run the function here on :class:`LocalLambda` with ``memory_mb``,
     ``timeout_s`` and ``prewarm``.
     ``stats_path``: append each round's ``round_stats`` record there as a JSON line.
+    ``watch_threshold``: every 10 rounds, say (log and ``round_stats["provisioning"]``) when
+    ``memory_mb`` is over- or under-provisioned by more than this share, judged from the
+    workers' billed durations and peak memory (:mod:`.provision_watch`; None: no watch);
+    ``sizing``: the calibrated curve ``python -m experiments.cost --right-size`` wrote, to judge
+    against.
     """
 
     def __init__(self, function_name: str = "robustagg-worker", *, local: bool = False,
@@ -84,7 +90,8 @@ class LambdaBackend(Backend):
                  log_tail: bool = True, memory_mb: int = 1024, timeout_s: float = 60.0,
                  concurrency: int | None = None, prewarm: bool = True, run_id: str | None = None,
                  handler: str = HANDLER, environment: dict | None = None,
-                 stats_path: str | None = None, worker_auth: str | None = None):
+                 stats_path: str | None = None, worker_auth: str | None = None,
+                 watch_threshold: float | None = 0.25, sizing: dict | None = None):
         if invocation not in ("RequestResponse", "Event"):
             raise ValueError(f"lambda backend: invocation must be 'RequestResponse' or 'Event', "
                              f"got {invocation!r}")
@@ -110,6 +117,9 @@ class LambdaBackend(Backend):
         self._redis = self._lambda = self._pool = self.store = self.compressor = None
         self._round_users = False  # the server may create round users (checked at start)
         self.round_stats: list[dict] = []
+        threads = int(self.environment.get("RA_TORCH_THREADS", 1))
+        self.watch = None if watch_threshold is None else ProvisionWatch(
+            memory_mb, watch_threshold, threads, sizing)
 
     # ---- lifecycle ----
     def start(self, specs, data=None):
@@ -254,7 +264,7 @@ class LambdaBackend(Backend):
             f.cancel()  # not yet sent: never will be (a running one finishes and is ignored)
         t_inv = time.perf_counter()
         out = Arrivals()
-        billed, peak = [], []
+        billed, peak, per_worker = [], [], {}
         for f in done:
             w, res = futures[f], f.result()
             if not res.ok:
@@ -269,6 +279,7 @@ class LambdaBackend(Backend):
             if res.billed_ms is not None:
                 billed.append(res.billed_ms)
                 peak.append(res.max_memory_mb or 0)
+                per_worker[w] = (res.billed_ms, res.max_memory_mb or 0)
         waiting = [w for w in worker_ids if w not in out.errors]
         keys = {grad_key(self.run_id, round, w, tokens[w]): w for w in waiting}
         blobs = self.store.wait(list(keys), timeout=max(0.0, deadline - time.perf_counter()))
@@ -293,6 +304,9 @@ class LambdaBackend(Backend):
                  "collect_s": t_col - t_inv, "cleanup_s": t_end - t_col,
                  "billed_ms": sum(billed), "max_billed_ms": max(billed, default=0.0),
                  "max_memory_mb": max(peak, default=0.0), "omitted": len(out.errors)}
+        verdict = self.watch.observe(per_worker) if self.watch else None
+        if verdict:
+            stats["provisioning"] = verdict
         self.round_stats.append(stats)
         if self.stats_path:
             with open(self.stats_path, "a") as fh:
