@@ -9,15 +9,24 @@ from robustagg.backends.local_backend import LocalBackend
 from robustagg.training.server import ParameterServer
 
 
-def worker_pids(exclude=()) -> list[int]:
-    """PIDs of the Ray worker actor processes on this machine (``ray::_RayWorker``, the
-    process title Ray gives them), less ``exclude``."""
+def actor_pids(cls: str, exclude=()) -> list[int]:
+    """PIDs of this process's Ray actor processes of class ``cls`` (Ray titles them
+    ``ray::<cls>``), less ``exclude``. Only this process's descendants, the processes of the
+    local Ray it started: other runs' actors on the machine are never touched."""
     out = []
-    for p in psutil.process_iter(["cmdline"]):
-        cmd = p.info["cmdline"] or ()
-        if cmd and cmd[0].startswith("ray::_RayWorker") and p.pid not in exclude:
+    for p in psutil.Process().children(recursive=True):
+        try:
+            cmd = p.cmdline()
+        except psutil.Error:  # ended meanwhile
+            continue
+        if cmd and cmd[0].startswith(f"ray::{cls}") and p.pid not in exclude:
             out.append(p.pid)
     return sorted(out)
+
+
+def worker_pids(exclude=()) -> list[int]:
+    """PIDs of this process's worker actor processes (:func:`actor_pids` of ``_RayWorker``)."""
+    return actor_pids("_RayWorker", exclude)
 
 
 def rounds_done(out_dir) -> int:

@@ -25,7 +25,7 @@ import torch
 
 from robustagg.training import TrainConfig, train
 from robustagg.training.metrics import read_jsonl
-from tests.training.faults import replay, rounds_done, worker_pids
+from tests.training.faults import actor_pids, replay, rounds_done, worker_pids
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -36,11 +36,8 @@ MB = 2 ** 20
 
 
 def server_pid():
-    for p in psutil.process_iter(["cmdline"]):
-        cmd = p.info["cmdline"] or ()
-        if cmd and cmd[0].startswith("ray::ParameterServer"):
-            return p.pid
-    return None
+    pids = actor_pids("ParameterServer")
+    return pids[0] if pids else None
 
 
 def rss(pid):
