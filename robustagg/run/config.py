@@ -20,6 +20,7 @@ from robustagg.rules.registry import rule_classes
 
 from .build import build_attack, build_compressor, build_rule, pre_entry
 from .data import PARTITIONS
+from .sharding import check_sharding
 
 OPTIMIZERS = ("sgd", "adam")
 # Settings a resumed run may change: they do not change what is computed (how long the run is,
@@ -97,6 +98,9 @@ class TrainConfig:
     # what workers send: robustagg.compression.available_compressors(), k/d as ratio
     compression: str = setting("none", at="compression.name")
     compression_kwargs: dict = setting(factory=dict, at="compression.*")
+    # the server's state in k contiguous slices of the parameter vector, one shard each
+    # (robustagg.training.sharded); 1 = one server holding everything
+    server_shards: int = 1
     # evaluation, output, checkpoints
     eval_every: int = 10
     seed: int = 0
@@ -134,6 +138,8 @@ class TrainConfig:
         atk = self.build_attack()
         if atk is not None and self.byzantine == 0:
             raise ValueError(f"attack={self.attack!r} needs byzantine >= 1, got byzantine=0")
+        if self.server_shards > 1:
+            check_sharding(self, rule, atk)
 
     def _check_rule_needs(self, rule):
         """Weights for a rule that takes none, or a rule that needs the server's gradient
@@ -171,6 +177,8 @@ class TrainConfig:
         need(is_int(self.server_root_samples) and self.server_root_samples >= 0,
              "server_root_samples", "an int >= 0")
         need(isinstance(self.weighted, bool), "weighted", "a bool")
+        need(is_int(self.server_shards) and self.server_shards >= 1, "server_shards",
+             "an int >= 1")
         need(is_int(self.eval_every) and self.eval_every >= 1, "eval_every", "an int >= 1")
         need(is_int(self.checkpoint_every) and self.checkpoint_every >= 0, "checkpoint_every",
              "an int >= 0")

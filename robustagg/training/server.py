@@ -82,7 +82,7 @@ class ParameterServer:
         compressor = cfg.build_compressor()
         self.receiver = None if compressor.name == "none" else \
             Receiver(compressor, cfg.workers, d, self.rule)
-        self.rows = torch.empty(cfg.workers, d) if self.receiver is None else None
+        self.rows = self._buffer(cfg.workers, d) if self.receiver is None else None
         self.backend = backend or make_backend(cfg.backend, **cfg.backend_kwargs)
         root, shards = self._split(data)
         self.shard_sizes = [len(s) for s in shards]
@@ -92,6 +92,10 @@ class ParameterServer:
         worker_attack = attack is not None and attack.kind in ("data", "fault")
         self.backend.start([WorkerSpec.of(cfg, i, shards[i].tolist(), worker_attack)
                             for i in range(cfg.workers)], data=data)
+
+    def _buffer(self, n: int, d: int):
+        """The round's ``[n, d]`` rows (a sharded server keeps them in its shards instead)."""
+        return torch.empty(n, d)
 
     def _optimizer(self):
         c, params = self.cfg, self.parameters
@@ -223,6 +227,17 @@ class ParameterServer:
         """Attack influence: the rule's selection (as worker ids, when rows still map to
         workers), the share of the attacking workers' vectors among it (None without an attack:
         then every worker is honest), and ``‖agg - honest mean‖₂``."""
+        record = self._selection(ids)
+        dist = None
+        if honest_ids:
+            # Byzantine ids are the largest, so the honest rows are the first ones: a view
+            honest_mean = x[: len(honest_ids)].mean(0)
+            dist = float((agg - honest_mean).double().norm())
+        return {**record, "dist_honest_mean": dist}
+
+    def _selection(self, ids) -> dict:
+        """The rule's selection as worker ids (when rows still map to workers) and the share
+        of the attacking workers' vectors among it."""
         sel = self.rule.selected
         selected = None
         if sel is not None and len(sel) and int(sel.max()) < len(ids) and \
@@ -230,12 +245,7 @@ class ParameterServer:
             selected = [ids[int(k)] for k in sel.flatten().tolist()]
         share = None if not (selected and self.attacked) else \
             sum(i in self.byzantine for i in selected) / len(selected)
-        dist = None
-        if honest_ids:
-            # Byzantine ids are the largest, so the honest rows are the first ones: a view
-            honest_mean = x[: len(honest_ids)].mean(0)
-            dist = float((agg - honest_mean).double().norm())
-        return {"selected": selected, "byzantine_share": share, "dist_honest_mean": dist}
+        return {"selected": selected, "byzantine_share": share}
 
     @torch.no_grad()
     def evaluate(self) -> dict:
