@@ -42,6 +42,7 @@ import tempfile
 import time
 
 from robustagg.backends.serverless import cell_result, function_config
+from robustagg.backends.serverless.handler import BadEvent, json_object
 from robustagg.backends.serverless.stores import make_store
 from robustagg.backends.serverless.wire import check_run_id
 from robustagg.costmodel import LAMBDA_MB_PER_VCPU
@@ -51,7 +52,7 @@ _EVENT_FIELDS = {"version", "sweep_id", "cell", "token", "config"}
 # TrainConfig fields that say where and how a run is placed: the function's business
 PLACEMENT = ("backend", "address", "num_cpus", "object_store_mb", "connect_timeout_s",
              "backend_kwargs", "output_dir", "resume", "checkpoint_every", "progress")
-_MAX_TEXT = 64 * 1024
+_MAX_TEXT = 64 * 1024   # characters of the event, as JSON text
 _MAX_KWARGS = 16
 _MAX_LIST = 64
 _MAX_PRE = 8
@@ -59,10 +60,6 @@ _IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 _SCALARS = (str, int, float, bool, type(None))
 LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 _MAX_LOG = 256 * 1024
-
-
-class BadEvent(ValueError):
-    """The event does not follow the schema."""
 
 
 def _is_scalar_or_list(v) -> bool:
@@ -135,15 +132,7 @@ def _check_config(config) -> dict:
 
 def parse_event(event) -> dict:
     """Validate ``event`` against the schema; returns it, or raises BadEvent naming the field."""
-    if isinstance(event, (str, bytes)):
-        if len(event) > _MAX_TEXT:
-            raise BadEvent(f"event is longer than {_MAX_TEXT} characters")
-        try:
-            event = json.loads(event)
-        except (ValueError, RecursionError) as e:
-            raise BadEvent(f"event is not JSON: {type(e).__name__}: {str(e)[:80]}") from None
-    if not isinstance(event, dict):
-        raise BadEvent(f"event must be a JSON object, got {type(event).__name__}")
+    event = json_object(event)
     try:
         size = len(json.dumps(event))
     except (TypeError, ValueError, RecursionError) as e:

@@ -189,8 +189,9 @@ def _check_spec(spec: dict) -> None:
             _check_kwargs(spec, key)
 
 
-def parse_event(event) -> dict:
-    """Validate an event against the schema; returns it, or raises BadEvent naming the field."""
+def json_object(event) -> dict:
+    """``event`` as a dict: JSON text (at most ``_MAX_TEXT`` characters) is decoded; anything
+    but a JSON object raises BadEvent."""
     if isinstance(event, (str, bytes)):
         if len(event) > _MAX_TEXT:
             raise BadEvent(f"event is longer than {_MAX_TEXT} characters")
@@ -200,6 +201,12 @@ def parse_event(event) -> dict:
             raise BadEvent(f"event is not JSON: {type(e).__name__}: {str(e)[:80]}") from None
     if not isinstance(event, dict):
         raise BadEvent(f"event must be a JSON object, got {type(event).__name__}")
+    return event
+
+
+def parse_event(event) -> dict:
+    """Validate an event against the schema; returns it, or raises BadEvent naming the field."""
+    event = json_object(event)
     _check_structure(event)
     version = event.get("version")
     if type(version) is not int or version != SCHEMA_VERSION:  # True == 1 is no version
