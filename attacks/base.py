@@ -174,13 +174,37 @@ def aggregate(rule: Rule, honest: torch.Tensor, byzantine: torch.Tensor) -> torc
 
 
 class DataAttack(Attack):
-    """Data poisoning: ``poison_batch(x, y, num_classes) -> (x, y)`` on a Byzantine worker."""
+    """Data poisoning: ``poison_batch(x, y, num_classes) -> (x, y)`` on a Byzantine worker.
+
+    The worker calls ``for_worker(worker_id, workers)`` once (the attack as that worker carries
+    it out: itself here), ``poison_batch`` on each round's batch, then
+    ``poison_gradient(grad, benign)`` on the gradient of the poisoned batch (``benign()``
+    computes the gradient of the same batch unpoisoned); the identity here."""
 
     kind: ClassVar[str] = "data"
     needs: ClassVar[FrozenSet[str]] = frozenset()
+    backdoor: ClassVar[bool] = False  # True: the training loop measures the attack success rate
+
+    def for_worker(self, worker_id: int, workers: int) -> "DataAttack":
+        return self
 
     def poison_batch(self, x: torch.Tensor, y: torch.Tensor, num_classes: int):
         raise NotImplementedError
+
+    def poison_gradient(self, grad: torch.Tensor, benign: Callable[[], torch.Tensor]):
+        return grad
+
+
+def check_labels(y, num_classes, who: str) -> None:
+    """``y`` must be integer class labels in ``[0, num_classes)``, ``num_classes >= 2``."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"{who} needs num_classes >= 2, got num_classes={num_classes!r}")
+    if not isinstance(y, torch.Tensor) or y.is_floating_point() or y.is_complex():
+        raise TypeError(f"{who} needs integer class labels y, got "
+                        f"{getattr(y, 'dtype', type(y).__name__)}")
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise ValueError(f"{who} needs labels in [0, {num_classes}), got values in "
+                         f"[{int(y.min())}, {int(y.max())}]")
 
 
 class Fault(Attack):

@@ -10,8 +10,10 @@ from typing import Dict, List, Optional, Type
 from attacks.adaptive_clipped_clustering import AdaptiveClippedClustering
 from attacks.adaptive_signguard import AdaptiveSignGuard
 from attacks.alie import ALIE
+from attacks.backdoor import Backdoor
 from attacks.base import Attack
 from attacks.crash import Crash
+from attacks.dba import DBA
 from attacks.fang_krum import FangKrum
 from attacks.fang_trimmed_mean import FangTrimmedMean
 from attacks.gaussian import Gaussian
@@ -19,9 +21,11 @@ from attacks.inf import Inf
 from attacks.ipm import IPM
 from attacks.label_flip import LabelFlip
 from attacks.mimic import Mimic
+from attacks.model_replacement import ModelReplacement
 from attacks.min_max import MinMax
 from attacks.min_sum import MinSum
 from attacks.nan import NaN
+from attacks.neurotoxin import Neurotoxin
 from attacks.optimal_alie import OptimalALIE
 from attacks.optimal_ipm import OptimalIPM
 from attacks.sign_flip import SignFlip
@@ -30,7 +34,7 @@ from attacks.straggle import Straggle
 ATTACKS: Dict[str, Type[Attack]] = {cls.name: cls for cls in (
     Gaussian, SignFlip, LabelFlip, Inf, NaN, Mimic, ALIE, IPM, MinMax, MinSum, FangKrum,
     FangTrimmedMean, OptimalALIE, OptimalIPM, Crash, Straggle, AdaptiveSignGuard,
-    AdaptiveClippedClustering)}
+    AdaptiveClippedClustering, Backdoor, ModelReplacement, DBA, Neurotoxin)}
 
 
 def available_attacks() -> List[str]:

@@ -10,6 +10,10 @@ redis-server) and on the Ray backend (local Ray), prints both round-time splits,
 final parameters are equal, then calibrates the estimate from the Lambda run's metrics. At
 another scale (``--d``), compute is scaled by d and aggregation by n^2 d (Krum-like): a stated
 assumption, not a measurement.
+
+``--right-size`` calibrates the worker function at several memory sizes on the local runtime
+and picks the size of least $ within a time bound and the fastest within a $ bound
+(:mod:`experiments.right_size`).
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import json
 import sys
 from dataclasses import asdict
 
+from experiments import right_size
 from robustagg import costmodel as cm
 
 
@@ -61,10 +66,13 @@ def main(argv=None) -> int:
     m.add_argument("--attack", default="none")
     m.add_argument("--measure-rounds", type=int, default=20)
     m.add_argument("--out", default="runs/cost_measure", help="where the two runs write metrics")
+    right_size.add_arguments(p)
     a = p.parse_args(argv)
+    if a.right_size:
+        return right_size.run(a, cm.Prices.from_json(a.prices) if a.prices else cm.Prices())
     if a.measure:
         w = measure(a)
-        a.calibrated = _rescale(w, d=int(a.d) if a.d else w.d, n=a.n, rounds=a.rounds)
+        a.calibrated = cm.rescale(w, d=int(a.d) if a.d else w.d, n=a.n, rounds=a.rounds)
     d = int(a.d or 1e6)
 
     prices = cm.Prices.from_json(a.prices) if a.prices else cm.Prices()
@@ -104,13 +112,6 @@ def main(argv=None) -> int:
 def _median(xs):
     xs = sorted(xs)
     return xs[len(xs) // 2] if xs else float("nan")
-
-
-def _rescale(w: cm.Workload, d: int, n: int, rounds: int) -> cm.Workload:
-    """The measured workload at another scale: compute ~ d, aggregation ~ n^2 d (assumed)."""
-    return cm.Workload(d=d, n=n, rounds=rounds, compute_s=w.compute_s * d / w.d,
-                       aggregation_s=w.aggregation_s * (n / w.n) ** 2 * d / w.d,
-                       step_s=w.step_s * d / w.d)
 
 
 def measure(a) -> cm.Workload:

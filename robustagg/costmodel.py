@@ -18,6 +18,10 @@ Per round, on Lambda (``waves = ceil(n / concurrency)``)::
 ``slow(mem) = max(1, ref_vcpus / vcpus(mem))`` with ``vcpus(mem) = min(6, mem / 1769)`` (Lambda gives
 one vCPU per 1,769 MB); ``compute`` is the per-gradient time measured on ``ref_vcpus`` CPUs.
 
+With compression (``Workload.upload_bytes``, e.g. :func:`compressed_upload`) a worker pushes
+its message instead of ``d*b`` bytes (the parameters still come down dense) and spends
+``compress_s`` more per gradient; the collect term becomes ``n*upload_bytes/bw_srv``.
+
 On Ray: workers share the cluster's vCPUs, so a round computes ``ceil(n / vcpus)`` gradients one
 after another on each vCPU; transport is ``n*d*b`` over the head node's bandwidth.
 
@@ -30,6 +34,8 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+
+from robustagg.compression import k_of
 
 GB_MB = 1024.0
 MB = 1024.0 * 1024.0
@@ -111,12 +117,23 @@ class Workload:
     step_s: float = 0.0
     bytes_per_element: int = 4
     ref_vcpus: float = 1.0
+    # what a worker sends per round: None = its dense gradient (d * bytes_per_element), else a
+    # compressed message's bytes (compressed_upload), which take compress_s to make
+    upload_bytes: int | None = None
+    compress_s: float = 0.0
+
+    @property
+    def sent_bytes(self) -> int:
+        """Bytes one worker sends per round."""
+        return self.d * self.bytes_per_element if self.upload_bytes is None else self.upload_bytes
 
     def __post_init__(self):
         for name in ("d", "n", "rounds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Workload.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("compute_s", "aggregation_s", "step_s"):
+        if self.upload_bytes is not None and self.upload_bytes < 0:
+            raise ValueError(f"Workload.upload_bytes must be >= 0, got {self.upload_bytes}")
+        for name in ("compute_s", "aggregation_s", "step_s", "compress_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"Workload.{name} must be >= 0, got {getattr(self, name)}")
 
@@ -180,6 +197,14 @@ class Estimate:
         return "\n".join(lines)
 
 
+def compressed_upload(d: int, ratio: float, shared_mask: bool) -> int:
+    """Payload bytes of a compressed message of a d-parameter model at ``ratio = k/d``: k float32
+    values, plus k indices (int32 below d = 2^31, else int64) without a shared mask, as
+    :class:`robustagg.compression.Receiver` counts them."""
+    k = k_of(ratio, d)
+    return k * (4 if shared_mask else 4 + (4 if d < 2**31 else 8))
+
+
 def gb_seconds(invocations: int, memory_mb: float, billed_s: float) -> float:
     """GB-seconds of ``invocations`` each billed ``billed_s`` at ``memory_mb`` (GB = 1024 MB)."""
     return invocations * memory_mb / GB_MB * billed_s
@@ -239,15 +264,15 @@ def estimate_lambda(w: Workload, s: LambdaSetup = LambdaSetup(), prices: Prices 
     fn_bw = prices.lambda_bandwidth
     slow = max(1.0, w.ref_vcpus / lambda_vcpus(s.memory_mb))
     pull = nbytes / fn_bw
-    compute = w.compute_s * slow
-    push = nbytes / fn_bw
+    compute = (w.compute_s + w.compress_s) * slow
+    push = w.sent_bytes / fn_bw
     worker_s = prices.lambda_invoke_s + pull + compute + push
     billed = billed_seconds(pull + compute + push)
     waves = math.ceil(w.n / min(s.concurrency, w.n))
     split = {
         "publish": nbytes / store_bw,
         "workers": waves * worker_s,
-        "collect": w.n * nbytes / store_bw,
+        "collect": w.n * w.sent_bytes / store_bw,
         "aggregation": w.aggregation_s,
         "step": w.step_s,
     }
@@ -280,8 +305,8 @@ def estimate_ray(w: Workload, s: RaySetup = RaySetup(), prices: Prices = Prices(
     nbytes = w.d * w.bytes_per_element
     split = {
         "publish": nbytes / head.bandwidth,
-        "workers": math.ceil(w.n / vcpus) * w.compute_s * max(1.0, w.ref_vcpus),
-        "collect": w.n * nbytes / head.bandwidth,
+        "workers": math.ceil(w.n / vcpus) * (w.compute_s + w.compress_s) * max(1.0, w.ref_vcpus),
+        "collect": w.n * w.sent_bytes / head.bandwidth,
         "aggregation": w.aggregation_s,
         "step": w.step_s,
     }
@@ -327,3 +352,162 @@ def _pick(row: dict, kind: str):
         if key in row and row[key] is not None:
             return float(row[key])
     return None
+
+
+def rescale(w: Workload, d: int, n: int, rounds: int) -> Workload:
+    """``w`` at another scale: compute and step ~ d, aggregation ~ n^2 d (Krum-like, a stated
+    assumption, not a measurement)."""
+    return replace(w, d=d, n=n, rounds=rounds, compute_s=w.compute_s * d / w.d,
+                   aggregation_s=w.aggregation_s * (n / w.n) ** 2 * d / w.d,
+                   step_s=w.step_s * d / w.d)
+
+
+def invocation_cost(memory_mb: float, billed_ms: float, prices: Prices = Prices(),
+                    invocations: int = 1) -> dict:
+    """Dollars of ``invocations`` billed ``billed_ms`` each at ``memory_mb``: GB-seconds and
+    requests (``{"gb_s", "compute", "requests", "total"}``)."""
+    gbs = gb_seconds(invocations, memory_mb, billed_ms / 1000.0)
+    out = {"gb_s": gbs, "compute": gbs * prices.lambda_gb_s,
+           "requests": invocations * prices.lambda_request}
+    out["total"] = out["compute"] + out["requests"]
+    return out
+
+
+@dataclass(frozen=True)
+class CellEstimate:
+    """A whole run in one invocation (a sweep cell): seconds and dollars."""
+    time_s: float
+    cost: float
+    workload: Workload
+    memory_mb: int
+
+    def over_limit(self, timeout_s: float = LAMBDA_MAX_TIMEOUT_S) -> bool:
+        return self.time_s > min(timeout_s, LAMBDA_MAX_TIMEOUT_S)
+
+
+def estimate_cell(w: Workload, memory_mb: int, startup_s: float = 5.0,
+                  prices: Prices = Prices()) -> CellEstimate:
+    """A run with its ``w.n`` workers in-process, on one function of ``memory_mb``: per round
+    n gradients one after another, then aggregation and step, all on the function's CPU share
+    (``slow(mem)`` as for a worker); plus ``startup_s`` (imports, data, model). Billed as one
+    invocation."""
+    slow = max(1.0, w.ref_vcpus / lambda_vcpus(memory_mb))
+    time_s = startup_s + w.rounds * slow * (w.n * w.compute_s + w.aggregation_s + w.step_s)
+    cost = invocation_cost(memory_mb, billed_seconds(time_s) * 1000.0, prices)["total"]
+    return CellEstimate(time_s, cost, w, memory_mb)
+
+
+# ---- right-sizing a function's memory from measurements ----------------------------------------
+@dataclass(frozen=True)
+class SizePoint:
+    """One memory size as calibrated: median billed ms per invocation, peak resident MB, and
+    whether it ran (``ok``: no out-of-memory kill, no error)."""
+    memory_mb: int
+    billed_ms: float
+    peak_mb: float
+    ok: bool = True
+
+    def cost(self, prices: Prices = Prices()) -> float:
+        return invocation_cost(self.memory_mb, self.billed_ms, prices)["total"]
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """The choice of :func:`right_size`: ``min_cost`` (the size of least $ whose time is within
+    ``time_bound_ms``) and ``min_time`` (the fastest size whose $ is within ``cost_bound``),
+    with the ``default`` size's point and the bounds used."""
+    default: SizePoint
+    min_cost: SizePoint
+    min_time: SizePoint
+    time_bound_ms: float
+    cost_bound: float
+    headroom: float
+
+    def saving(self, prices: Prices = Prices()) -> float:
+        """The share of the default size's $ per invocation that ``min_cost`` saves."""
+        return 1.0 - self.min_cost.cost(prices) / self.default.cost(prices)
+
+    def to_dict(self, prices: Prices = Prices()) -> dict:
+        def point(p):
+            return {**asdict(p), "usd_per_invocation": p.cost(prices)}
+
+        return {"default": point(self.default), "min_cost": point(self.min_cost),
+                "min_time": point(self.min_time), "time_bound_ms": self.time_bound_ms,
+                "cost_bound_usd": self.cost_bound, "headroom": self.headroom,
+                "saving_vs_default": self.saving(prices), "prices_date": prices.date}
+
+
+def feasible(p: SizePoint, headroom: float = 0.1) -> bool:
+    """``p`` ran, and its peak leaves ``headroom`` (a share of the size) free."""
+    return p.ok and p.peak_mb <= (1.0 - headroom) * p.memory_mb
+
+
+def right_size(points, default_mb: int, time_bound_ms: float | None = None,
+               cost_bound: float | None = None, headroom: float = 0.1, slack: float = 0.05,
+               prices: Prices = Prices()) -> Sizing:
+    """Pick from calibrated ``points`` (:class:`SizePoint`) the size of least $ within
+    ``time_bound_ms`` and the fastest size within ``cost_bound`` ($ per invocation).
+
+    The bounds default to the ``default_mb`` point's time and $ with ``slack`` (measurement
+    noise: 5%), so ``min_cost`` is "cheapest at equal time" and ``min_time`` "fastest at equal
+    cost". Only sizes that ran with ``headroom`` free count (:func:`feasible`); ties go to the
+    smaller size. ValueError when the default was not calibrated or nothing fits a bound."""
+    points = sorted(points, key=lambda p: p.memory_mb)
+    base = next((p for p in points if p.memory_mb == default_mb), None)
+    if base is None or not base.ok:
+        raise ValueError(f"right_size: the default memory {default_mb} MB has no successful "
+                         f"calibration point; calibrated: {[p.memory_mb for p in points]}")
+    tb = base.billed_ms * (1 + slack) if time_bound_ms is None else time_bound_ms
+    cb = base.cost(prices) * (1 + slack) if cost_bound is None else cost_bound
+    ok = [p for p in points if feasible(p, headroom)]
+    in_time = [p for p in ok if p.billed_ms <= tb]
+    in_cost = [p for p in ok if p.cost(prices) <= cb]
+    if not in_time or not in_cost:
+        raise ValueError(f"right_size: no calibrated size with {headroom:.0%} memory headroom "
+                         f"{'within ' + format(tb, '.1f') + ' ms' if not in_time else ''}"
+                         f"{' within $' + format(cb, '.3g') if not in_cost else ''}")
+    return Sizing(base, min(in_time, key=lambda p: (p.cost(prices), p.memory_mb)),
+                  min(in_cost, key=lambda p: (p.billed_ms, p.memory_mb)), tb, cb, headroom)
+
+
+def provisioning(memory_mb: int, peak_mb: float, billed_ms: float, threshold: float = 0.25,
+                 threads: int = 1, curve=None, prices: Prices = Prices()):
+    """Whether a function of ``memory_mb`` that peaked at ``peak_mb`` and billed ``billed_ms``
+    per invocation is over- or under-provisioned by more than ``threshold``:
+    ``("under" | "over" | "ok", reason)``.
+
+    Under: the peak is within ``threshold`` of the size (an out-of-memory kill is near); or, with
+    a calibrated ``curve`` (SizePoints), a larger size is more than ``threshold`` faster for at
+    most ``threshold`` more $. Over: with a ``curve``, a feasible size is more than ``threshold`` cheaper
+    and no slower than ``(1 + threshold)`` times now; without one, the memory is more than
+    ``threshold`` above both the peak and what ``threads`` threads can use as CPU (Lambda gives
+    one vCPU per 1,769 MB), so a smaller size would cost less at the same speed.
+    """
+    if peak_mb > (1 - threshold) * memory_mb:
+        return "under", (f"peak {peak_mb:.0f} MB is within {threshold:.0%} of {memory_mb} MB: "
+                         f"an out-of-memory kill is near")
+    now = invocation_cost(memory_mb, billed_ms, prices)["total"]
+    if curve:
+        here = min(curve, key=lambda p: abs(p.memory_mb - memory_mb))
+        scale = billed_ms / here.billed_ms if here.billed_ms else 1.0  # today's speed vs calibration
+        fit = [p for p in curve if feasible(p, threshold)]
+        for p in sorted(fit, key=lambda p: p.cost(prices)):
+            t, c = p.billed_ms * scale, invocation_cost(p.memory_mb, p.billed_ms * scale, prices)["total"]
+            if p.memory_mb < memory_mb and c < (1 - threshold) * now and t <= (1 + threshold) * billed_ms:
+                return "over", (f"{p.memory_mb} MB would cost {1 - c / now:.0%} less per "
+                                f"invocation at {t:.0f} ms (now {billed_ms:.0f} ms at {memory_mb} MB)")
+        for p in sorted(fit, key=lambda p: p.billed_ms):
+            t, c = p.billed_ms * scale, invocation_cost(p.memory_mb, p.billed_ms * scale, prices)["total"]
+            if p.memory_mb > memory_mb and t < (1 - threshold) * billed_ms and c <= (1 + threshold) * now:
+                return "under", (f"{p.memory_mb} MB would take {1 - t / billed_ms:.0%} less time "
+                                 f"({t:.0f} ms) for {c / now - 1:+.0%} $ per invocation")
+        return "ok", "the calibrated curve has no size better by the threshold"
+    usable = max(peak_mb / (1 - threshold), min(threads, LAMBDA_MAX_VCPUS) * LAMBDA_MB_PER_VCPU)
+    if memory_mb > (1 + threshold) * usable:
+        smaller = max(LAMBDA_MIN_MEMORY_MB, math.ceil(usable))
+        return "over", (f"{memory_mb} MB is more than {threshold:.0%} above both the peak "
+                        f"({peak_mb:.0f} MB) and the CPU {threads} thread(s) can use "
+                        f"({min(threads, LAMBDA_MAX_VCPUS) * LAMBDA_MB_PER_VCPU:.0f} MB): "
+                        f"~{smaller} MB would cost {1 - smaller / memory_mb:.0%} less at the "
+                        f"same speed")
+    return "ok", "within the threshold"

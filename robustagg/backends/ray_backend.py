@@ -5,10 +5,11 @@ array, shared zero-copy by every actor on the node); each worker answers with a 
 float32 numpy array (zero-copy on the way back too: Ray copies torch tensors when pickling,
 numpy arrays it does not); a compressing worker answers with its message's numpy arrays
 (values, or indices and values), and a shared mask is put in the object store once per round
-beside the parameters. The server waits for all answers up to the round timeout; what is
-missing then (late, crashed, malformed) is an omission. Actors are created with
-``max_restarts`` so that a crashed worker process is restarted by Ray, rebuilds its shard in
-``__init__`` and rejoins the following rounds.
+beside the parameters. The round's deadline is ``timeout_s`` after the round's start (before
+the parameters are published); what has not been seen by then (late, crashed, malformed) is an
+omission. Actors are created with ``max_restarts`` so that a crashed worker process is
+restarted by Ray, rebuilds its shard in ``__init__`` (from the dataset the backend keeps in the
+object store until ``close``) and rejoins the following rounds.
 
 Resources are fractional (``cpus_per_actor``, default: the cluster's CPUs shared evenly
 among the actors) so that 10-20 workers share 2 cores. ``workers_per_actor > 1`` packs
@@ -64,6 +65,29 @@ class _RayWorker:
         return os.getpid()
 
 
+def _arrived_by(refs: list, deadline: float) -> tuple[list, list]:
+    """``(ready, late)``: the answers seen by ``deadline`` (a ``time.perf_counter()`` value),
+    and the others. An answer counts only if it was seen ready before the deadline passed,
+    even when a wait returns late (a loaded machine): each wait's result is checked against
+    the clock, and what one seen after the deadline brought is late."""
+    import ray
+
+    ready, pending = [], refs
+    while pending:
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            break
+        done, pending = ray.wait(pending, num_returns=1, timeout=left)
+        if done and pending:  # and whatever else is already there, in one call
+            more, pending = ray.wait(pending, num_returns=len(pending), timeout=0)
+            done += more
+        if time.perf_counter() > deadline:
+            pending = done + pending
+            break
+        ready += done
+    return ready, pending
+
+
 class RayBackend(Backend):
     """Workers as Ray actors. Needs ``ray`` initialised in this process (the training loop or
     :func:`robustagg.backends.ray_cluster.ensure_ray` does it)."""
@@ -115,10 +139,11 @@ class RayBackend(Backend):
         out = Arrivals()
         d = params.numel()
         t0 = time.perf_counter()
+        deadline = t0 + timeout_s  # from the round's start: publishing counts too
         ref = ray.put(params.numpy())  # published once; every actor reads the same object
         mask_ref = None if mask is None else ray.put(mask.numpy())
         refs = {self.actor_of[i].compute.remote(i, round, ref, mask_ref): i for i in worker_ids}
-        ready, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+        ready, pending = _arrived_by(list(refs), deadline)
         for r in ready:
             i = refs[r]
             try:

@@ -68,7 +68,28 @@ def start_local(num_cpus=2, object_store_mb=300, temp_dir=None):
         log_to_driver=False,
         configure_logging=False,
     )
+    _start_reaper(temp_dir)
     return ctx.address_info["address"]
+
+
+_REAPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ray_reaper.py")
+_reapers = []  # (process, write end): the write end closes when this process ends
+
+
+def _start_reaper(temp_dir):
+    """Start ``ray_reaper.py`` for the instance in ``temp_dir``: it stops the instance's
+    leftover processes (the agents Ray leaves orphaned for up to a minute) when this process
+    ends, even by SIGKILL, or when the instance is shut down."""
+    for proc, fd in list(_reapers):  # those of instances shut down before have exited
+        if proc.poll() is not None:
+            os.close(fd)
+            _reapers.remove((proc, fd))
+    read_end, write_end = os.pipe()  # not inherited by Ray's processes (PEP 446)
+    proc = subprocess.Popen([sys.executable, _REAPER, temp_dir, str(os.getpid())],
+                            stdin=read_end, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    os.close(read_end)
+    _reapers.append((proc, write_end))
 
 
 def connect(address, timeout_s=15.0):

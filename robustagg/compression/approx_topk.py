@@ -21,14 +21,15 @@ class ApproxTopK(Compressor):
        ``|g|`` among them, with ``j = sk/d + sigmas·sqrt(sk/d) + 1``: in expectation ``k·j/(sk/d)``
        coordinates of g reach t, and fewer than k only with probability about that of a normal
        variable beyond ``sigmas`` standard deviations.
-    2. One pass over g keeps the candidates ``|g_j| >= t`` (k(1 + ε) of them, ε ≈
+    2. One pass over g keeps the candidates ``not |g_j| < t`` (k(1 + ε) of them, ε ≈
        ``sigmas/sqrt(sk/d)``), and the exact top-k among the candidates is the result.
 
     Since every coordinate above the k-th magnitude reaches t whenever at least k candidates
     do, the result is exactly the top-k (ties aside): the approximation is in the threshold,
     whose count ``last_candidates`` records. Too few candidates (or a NaN threshold) lowers t
     by doubling j, and after three tries falls back to ``torch.topk`` over all of g. NaN entries
-    are never candidates.
+    count as the largest, as in ``torch.topk`` and :class:`~.topk.TopK` (a NaN that a Byzantine
+    row carries reaches the rule, which refuses or outvotes it).
 
     ``samples``: s (default ``ceil(256 d/k)``, so that sk/d = 256 and ε ≈ 0.19 at sigmas = 3);
     when s would be a quarter of d or more, the exact selection is used directly.
@@ -45,6 +46,9 @@ class ApproxTopK(Compressor):
         self.samples, self.sigmas = samples, float(sigmas)
         self._gen = torch.Generator().manual_seed(self.seed)
         self.last_candidates = None  # candidates above the last threshold (None: exact path)
+        # |g| and the comparison, kept between calls: a fresh 4d-byte buffer costs page faults
+        # that take longer than the pass itself
+        self._abs = self._hit = None
 
     def settings(self):
         return {**super().settings(), "samples": self.samples, "sigmas": self.sigmas}
@@ -56,7 +60,9 @@ class ApproxTopK(Compressor):
         g = check_vector(g, "approx_topk")
         d = g.numel()
         k = self.k(d)
-        a = g.abs()
+        if self._abs is None or self._abs.numel() != d:
+            self._abs, self._hit = torch.empty(d), torch.empty(d, dtype=torch.bool)
+        a = torch.abs(g, out=self._abs)
         s = self.sample_size(d, k)
         self.last_candidates = None
         idx = None
@@ -66,7 +72,8 @@ class ApproxTopK(Compressor):
             j = min(s, int(expected + self.sigmas * math.sqrt(expected)) + 1)
             for _ in range(3):
                 t = torch.topk(sample, j, sorted=False).values.min()
-                cand = torch.nonzero(a >= t).squeeze(1)
+                hit = torch.logical_not(torch.lt(a, t, out=self._hit), out=self._hit)  # NaN: a hit
+                cand = torch.nonzero(hit).squeeze(1)
                 if cand.numel() >= k:
                     self.last_candidates = cand.numel()
                     idx = cand[topk_indices(a[cand], k)]

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from .. import kernels
 from ._checks import as_matrix, check_bound, check_f
+from ._graph import selected_mean
 from ._rowstats import sq_norms
 
 
@@ -33,7 +33,7 @@ def cge(x: torch.Tensor, f: int, average: bool = False, return_selected: bool = 
     n = x.shape[0]
     check_bound(rule, n, check_f(f, rule), 2, 1)
     selected = torch.sort(sq_norms(x), stable=True).indices[: n - f]
-    out = kernels.rows_mean(x, selected.to(x.device))
+    out = selected_mean(x, selected)
     if not average:
         out = out * (n - f)
     out = out.to(dtype)

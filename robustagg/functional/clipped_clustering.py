@@ -4,8 +4,9 @@ from __future__ import annotations
 import torch
 
 from .. import kernels
-from ._clustering import median, sklearn_cluster
+from ._clustering import sklearn_cluster
 from ._checks import as_matrix, finite_rows
+from ._graph import median_tensor
 from ._rowstats import cosines, sq_norms, weighted_sum
 
 
@@ -40,14 +41,15 @@ def clipped_clustering(x: torch.Tensor, history: torch.Tensor | None = None,
     x = as_matrix(x, rule)
     n = x.shape[0]
     finite = finite_rows(x).cpu()
-    sq = sq_norms(x).cpu()
+    sq = sq_norms(x).cpu()  # with x's graph when it has one: tau and the scales follow x
     norms = sq.sqrt()
     seen = norms[finite] if history is None else torch.cat([history.double().cpu(),
                                                             norms[finite]])
-    tau = min(median(seen), float(max_tau)) if seen.numel() else float(max_tau)
+    tau = median_tensor(seen).clamp(max=float(max_tau)) if seen.numel() else \
+        torch.tensor(float(max_tau), dtype=torch.float64)
     idx = finite.nonzero().squeeze(1)
     if idx.numel() >= 2:
-        dist = 1.0 - cosines(kernels.pairwise_sq_distances(x).cpu(), sq)[idx][:, idx]
+        dist = 1.0 - cosines(kernels.pairwise_sq_distances(x).cpu(), sq.detach())[idx][:, idx]
         labels = torch.from_numpy(sklearn_cluster(rule).AgglomerativeClustering(
             n_clusters=2, metric="precomputed", linkage="average").fit(
                 dist.clamp_min(0.0).numpy()).labels_)
@@ -61,4 +63,4 @@ def clipped_clustering(x: torch.Tensor, history: torch.Tensor | None = None,
     if selected.numel():
         w[selected] = (tau / norms[selected]).clamp(max=1.0).nan_to_num(1.0) / selected.numel()
     out = weighted_sum(x, w).to(dtype)
-    return (out, selected, norms[finite]) if return_details else out
+    return (out, selected, norms.detach()[finite]) if return_details else out

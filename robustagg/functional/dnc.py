@@ -5,8 +5,8 @@ import math
 
 import torch
 
-from .. import kernels
 from ._checks import as_matrix, check_bound, check_f, check_positive, finite_rows
+from ._graph import selected_mean
 
 
 def dnc(x: torch.Tensor, f: int, generator: torch.Generator, sub_dim: int = 10_000,
@@ -47,10 +47,10 @@ def dnc(x: torch.Tensor, f: int, generator: torch.Generator, sub_dim: int = 10_0
     kept_count = torch.zeros(n, dtype=torch.long)
     for _ in range(n_iters):
         if sub_dim >= d:
-            sub = x
+            sub = x.detach()  # the scores only select: no graph through the SVD
         else:
             cols = torch.randperm(d, generator=generator)[:sub_dim].sort().values
-            sub = x.index_select(1, cols.to(x.device))
+            sub = x.detach().index_select(1, cols.to(x.device))
         sub = sub[finite].double()
         scores = torch.full((n,), float("inf"), dtype=torch.float64)
         if sub.shape[0]:
@@ -65,6 +65,6 @@ def dnc(x: torch.Tensor, f: int, generator: torch.Generator, sub_dim: int = 10_0
     if selected.numel() == 0:
         out = torch.full((d,), float("nan"), dtype=x.dtype, device=x.device)
     else:
-        out = kernels.rows_mean(x, selected.to(x.device))
+        out = selected_mean(x, selected)
     out = out.to(dtype)
     return (out, selected) if return_selected else out

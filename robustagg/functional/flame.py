@@ -4,8 +4,9 @@ from __future__ import annotations
 import torch
 
 from .. import kernels
-from ._clustering import median, sklearn_cluster
+from ._clustering import sklearn_cluster
 from ._checks import as_matrix, finite_rows
+from ._graph import median_tensor
 from ._rowstats import cosines, sq_norms, weighted_sum
 
 
@@ -56,17 +57,17 @@ def flame(x: torch.Tensor, generator: torch.Generator, noise: float = 0.001,
     if not (isinstance(noise, (int, float)) and noise >= 0):
         raise ValueError(f"{rule}: noise must be >= 0, got noise={noise!r}")
     finite = finite_rows(x).cpu()
-    sq = sq_norms(x).cpu()
+    sq = sq_norms(x).cpu()  # with x's graph when it has one: the clipping follows x
     norms = sq.sqrt()
     idx = finite.nonzero().squeeze(1)
-    dist = (1.0 - cosines(kernels.pairwise_sq_distances(x).cpu(), sq)[idx][:, idx]).clamp_min(0.0)
-    selected = idx[_admitted(dist, n)]
-    s = median(norms)
+    dist = 1.0 - cosines(kernels.pairwise_sq_distances(x).cpu(), sq.detach())[idx][:, idx]
+    selected = idx[_admitted(dist.clamp_min(0.0), n)]
+    s = median_tensor(norms)
     w = torch.zeros(n, dtype=torch.float64)
     if selected.numel():
         w[selected] = (s / norms[selected]).clamp(max=1.0).nan_to_num(1.0) / selected.numel()
     out = weighted_sum(x, w)
-    if noise > 0 and s > 0:
+    if noise > 0 and float(s.detach()) > 0:
         out = out + (torch.randn(d, generator=generator, dtype=torch.float64) * (noise * s)).to(
             device=x.device, dtype=x.dtype)
     out = out.to(dtype)

@@ -45,7 +45,7 @@ def fltrust(x: torch.Tensor, server_grad: torch.Tensor, return_weights: bool = F
     norms = torch.where(ok, sq, torch.ones_like(sq)).sqrt()
     g0_norm = g0_sq ** 0.5
     trust = torch.where(ok, (dots / (norms * g0_norm)).clamp(min=0.0), torch.zeros_like(sq))
-    total = float(trust.sum())
-    w = trust * g0_norm / norms / total if total > 0 else torch.zeros_like(trust)
+    total = trust.sum()  # a tensor: with x's graph, the normalisation is differentiated too
+    w = trust * g0_norm / norms / total if float(total.detach()) > 0 else torch.zeros_like(trust)
     out = weighted_sum(x, w).to(dtype)
     return (out, w) if return_weights else out

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from .. import kernels
 from ._checks import as_matrix, check_positive, finite_rows
+from ._graph import sq_distances
 from ._rowstats import cosines, sq_norms, weighted_sum
 
 
@@ -12,20 +12,24 @@ def foolsgold_weights(history: torch.Tensor, kappa: float = 1.0) -> torch.Tensor
     r"""FoolsGold's learning rates :math:`\alpha_i` (float64 ``[n]``) from the workers'
     summed updates ``history: Tensor[n, d]`` (see :func:`foolsgold`)."""
     n = history.shape[0]
-    cs = cosines(kernels.pairwise_sq_distances(history), sq_norms(history)).cpu()
+    cs = cosines(sq_distances(history), sq_norms(history)).cpu()
     cs.fill_diagonal_(0.0)  # a worker is not compared with itself (the reference code's cs - I)
     v = cs.max(dim=1).values
     # pardoning: a worker more similar to someone than j is keeps its similarity to j scaled down
     ratio = v[:, None] / torch.where(v[None, :] > 0, v[None, :], torch.ones_like(v[None, :]))
     cs = torch.where(v[None, :] > v[:, None], cs * ratio, cs)
     alpha = (1.0 - cs.max(dim=1).values).clamp(0.0, 1.0)
-    top = float(alpha.max()) if n else 0.0
-    if top <= 0:
+    top = alpha.max() if n else torch.zeros((), dtype=torch.float64)
+    if float(top.detach()) <= 0:
         return torch.zeros(n, dtype=torch.float64)
     alpha = alpha / top
-    # logit, with ln(0) = -inf and ln(1/0) = +inf, then clipped to [0, 1]
-    logit = torch.log(alpha) - torch.log1p(-alpha)
-    return (kappa * (logit + 0.5)).nan_to_num(nan=0.0).clamp(0.0, 1.0)
+    # logit, with ln(0) = -inf and ln(1/0) = +inf, then clipped to [0, 1]: 0 and 1 are
+    # written directly, so that no infinite derivative of the logit enters a backward pass
+    inner = (alpha > 0) & (alpha < 1)
+    a = torch.where(inner, alpha, torch.full_like(alpha, 0.5))
+    logit = torch.log(a) - torch.log1p(-a)
+    w = (kappa * (logit + 0.5)).clamp(0.0, 1.0)
+    return torch.where(inner, w, (alpha >= 1).to(w.dtype))
 
 
 def foolsgold(x: torch.Tensor, history: torch.Tensor | None = None, kappa: float = 1.0,

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from .. import kernels
 from ._checks import as_matrix, check_bound, check_f
+from ._graph import selected_mean
 from ._rowstats import row_dots, sq_norms
 
 
@@ -62,9 +62,9 @@ def monna(x: torch.Tensor, f: int, pivot: int | torch.Tensor = 0,
                              f"got {tuple(distances.shape)}")
         dist = distances[row].to(torch.float64).clone()
     else:
-        dist = _sq_distances_to(x, p)
+        dist = _sq_distances_to(x.detach(), p.detach())  # a selection: no graph
     if row is not None:
         dist[row] = -1.0  # the trusted vector itself first, whatever its duplicates
     selected = torch.sort(dist, stable=True).indices[: n - f]
-    out = kernels.rows_mean(x, selected.to(x.device)).to(dtype)
+    out = selected_mean(x, selected).to(dtype)
     return (out, selected) if return_selected else out

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from .. import kernels
 from ._checks import finite_rows, matrix_and_distances
+from ._graph import selected_mean
 from ._rowstats import centred_gram
 from ._subsets import MAX_SUBSETS, best_subset, check_subsets
 
@@ -64,6 +64,6 @@ def smea(x: torch.Tensor, f: int, distances: torch.Tensor | None = None,
     if best == float("inf"):
         out = torch.full((x.shape[1],), float("nan"), dtype=x.dtype, device=x.device)
     else:
-        out = kernels.rows_mean(x, selected.to(x.device))
+        out = selected_mean(x, selected)
     out = out.to(dtype)
     return (out, selected) if return_selected else out

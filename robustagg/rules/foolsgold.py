@@ -43,7 +43,7 @@ class FoolsGold(Rule):
         finite = torch.isfinite(x).all(dim=1)
         for row, i in enumerate(ids):
             if bool(finite[row]):  # a non-finite update never enters a history
-                self.history[i] = past[row] + x[row]
+                self.history[i] = (past[row] + x[row]).detach()  # no graph across rounds
         return out.to(dtype)
 
     def reset(self):

@@ -16,8 +16,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from robustagg.rules.registry import rule_classes
+
 from .build import build_attack, build_compressor, build_rule, pre_entry
 from .data import PARTITIONS
+from .sharding import check_sharding
 
 OPTIMIZERS = ("sgd", "adam")
 # Settings a resumed run may change: they do not change what is computed (how long the run is,
@@ -76,6 +79,11 @@ class TrainConfig:
     rule: object = setting("krum", at="rule.name")
     rule_kwargs: dict = setting(factory=dict, at="rule.*")
     pre: list = field(default_factory=list)
+    # each worker's shard size as its weight, for rules that take weights (rule.weighted)
+    weighted: bool = False
+    # training samples the server keeps out of every shard as its root set, and computes a
+    # gradient on each round for rules that need one (FLTrust: rule.server_grad); 0 = none
+    server_root_samples: int = 0
     attack: object = setting("none", at="attack.name")  # attacks.available_attacks(), or an Attack
     attack_kwargs: dict = setting(factory=dict, at="attack.*")
     # optimization
@@ -90,6 +98,9 @@ class TrainConfig:
     # what workers send: robustagg.compression.available_compressors(), k/d as ratio
     compression: str = setting("none", at="compression.name")
     compression_kwargs: dict = setting(factory=dict, at="compression.*")
+    # the server's state in k contiguous slices of the parameter vector, one shard each
+    # (robustagg.training.sharded); 1 = one server holding everything
+    server_shards: int = 1
     # evaluation, output, checkpoints
     eval_every: int = 10
     seed: int = 0
@@ -115,7 +126,9 @@ class TrainConfig:
         if self.partition not in PARTITIONS:
             raise ValueError(f"partition must be one of {PARTITIONS}, got partition={self.partition!r}")
         self.pre = [pre_entry(e) for e in self.pre]
-        self.build_rule().check(self.workers)  # the bound, before anything starts
+        rule = self.build_rule()
+        rule.check(self.workers)  # the bound, before anything starts
+        self._check_rule_needs(rule)
         comp = self.build_compressor()
         if comp.name != "none" and self.worker_momentum:
             raise ValueError(f"worker_momentum={self.worker_momentum} does not combine with "
@@ -125,6 +138,28 @@ class TrainConfig:
         atk = self.build_attack()
         if atk is not None and self.byzantine == 0:
             raise ValueError(f"attack={self.attack!r} needs byzantine >= 1, got byzantine=0")
+        if self.server_shards > 1:
+            check_sharding(self, rule, atk)
+
+    def _check_rule_needs(self, rule):
+        """Weights for a rule that takes none, or a rule that needs the server's gradient
+        without a root set: refused here, with what to do."""
+        inner = getattr(rule, "rule", rule)  # the rule behind pre-aggregations
+        if self.weighted and not rule.weighted:
+            if inner.weighted:
+                why = "its pre-aggregations mix workers (bucketing), which drops their weights"
+            else:
+                names = sorted(n for n, c in rule_classes().items() if c.weighted)
+                why = f"{inner!r} does not take weights (rules that do: {', '.join(names)})"
+            raise ValueError(f"weighted=True passes the shard sizes as per-worker weights, "
+                             f"but {why}")
+        if hasattr(inner, "server_grad") and self.server_root_samples < 1:
+            raise ValueError(f"{inner!r} needs the server's gradient on a root set each round: "
+                             f"set server_root_samples >= 1 (Cao et al. 2021 use 100)")
+        if self.server_root_samples and self.build_compressor().name != "none":
+            raise ValueError(f"server_root_samples={self.server_root_samples} does not combine "
+                             f"with compression={self.compression!r}: the server's gradient "
+                             f"would be dense beside compressed rows")
 
     def _check_numbers(self):
         def need(ok, name, rule):
@@ -139,6 +174,11 @@ class TrainConfig:
              f"an int in [0, workers={self.workers})")
         need(is_int(self.rounds) and self.rounds >= 1, "rounds", "an int >= 1")
         need(is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "an int >= 1")
+        need(is_int(self.server_root_samples) and self.server_root_samples >= 0,
+             "server_root_samples", "an int >= 0")
+        need(isinstance(self.weighted, bool), "weighted", "a bool")
+        need(is_int(self.server_shards) and self.server_shards >= 1, "server_shards",
+             "an int >= 1")
         need(is_int(self.eval_every) and self.eval_every >= 1, "eval_every", "an int >= 1")
         need(is_int(self.checkpoint_every) and self.checkpoint_every >= 0, "checkpoint_every",
              "an int >= 0")

@@ -208,6 +208,16 @@ def load_dataset(dataset, **kwargs) -> Data:
                     f"callable returning one, got {type(dataset).__name__}")
 
 
+def root_split(n: int, samples: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(root, rest)``: ``samples`` of the indices ``range(n)`` drawn by a generator seeded with
+    ``seed`` (a server's root set, Cao et al., NDSS 2021), and the other indices; both sorted."""
+    if not 0 <= samples < n:
+        raise ValueError(f"server_root_samples must be in [0, {n}) for a training split of {n} "
+                         f"samples, got server_root_samples={samples}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[:samples].sort().values, perm[samples:].sort().values
+
+
 PARTITIONS = ("iid", "dirichlet", "shards")
 
 

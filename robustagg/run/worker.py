@@ -81,6 +81,8 @@ def build_worker(spec, data=None) -> WorkerState:
     if attack is not None and getattr(attack, "kind", None) not in ("data", "fault"):
         raise ValueError(f"worker {spec.worker_id}: attack={spec.attack!r} is not a data-poisoning "
                          f"or fault attack; model-poisoning attacks act on the server")
+    if attack is not None and attack.kind == "data":
+        attack = attack.for_worker(spec.worker_id, spec.workers)  # e.g. DBA's local trigger
     comp = None
     if spec.compression != "none":
         comp = build_compressor(spec.compression, spec.compression_kwargs, spec.seed)
@@ -94,7 +96,9 @@ def compute_gradient(state: WorkerState, params: torch.Tensor, round: int):
     Returns ``(grad, loss)``: float32 contiguous ``Tensor[d]`` and a float. The minibatch is
     ``batch_size`` indices drawn without replacement (with replacement if the shard is
     smaller) by a generator seeded with ``derive_seed(seed, worker_id, round)``; a data-poisoning
-    attack rewrites it before the forward pass. Computed on one thread (:func:`single_thread`).
+    attack rewrites it before the forward pass and may then change the gradient
+    (``poison_gradient``: model replacement's boost, Neurotoxin's mask). Computed on one
+    thread (:func:`single_thread`).
     """
     spec = state.spec
     g = torch.Generator().manual_seed(derive_seed(spec.seed, spec.worker_id, round))
@@ -104,15 +108,23 @@ def compute_gradient(state: WorkerState, params: torch.Tensor, round: int):
     else:
         idx = torch.randint(m, (spec.batch_size,), generator=g)
     x, y = state.x[idx], state.y[idx]
-    if state.attack is not None and state.attack.kind == "data":
-        x, y = state.attack.poison_batch(x, y, state.num_classes)
-    model = state.model
+    atk = state.attack if state.attack is not None and state.attack.kind == "data" else None
     with single_thread():
-        torch.nn.utils.vector_to_parameters(params, model.parameters())
-        model.zero_grad(set_to_none=True)
-        loss = state.loss(model(x), y)
-        loss.backward()
-        return inputs.flatten_grads(model).float().contiguous(), float(loss.detach())
+        torch.nn.utils.vector_to_parameters(params, state.model.parameters())
+        if atk is None:
+            return _gradient(state, x, y)
+        grad, loss = _gradient(state, *atk.poison_batch(x, y, state.num_classes))
+        grad = atk.poison_gradient(grad, lambda: _gradient(state, x, y)[0])
+        return grad.float().contiguous(), loss
+
+
+def _gradient(state: WorkerState, x, y):
+    """``(gradient, loss)`` of the model (parameters already set) on the batch ``(x, y)``."""
+    model = state.model
+    model.zero_grad(set_to_none=True)
+    loss = state.loss(model(x), y)
+    loss.backward()
+    return inputs.flatten_grads(model).float().contiguous(), float(loss.detach())
 
 
 def fault(state: WorkerState, round: int):

@@ -25,6 +25,7 @@ from . import checkpoint
 from .metrics import MetricsLog, format_summary, summarize
 from .rundir import open_run_dir
 from .server import ParameterServer
+from .sharded import ShardedServer
 
 logger = logging.getLogger("robustagg.training")
 
@@ -46,11 +47,16 @@ class TrainResult:
         return self.summary["final_test_acc"]
 
 
+def _server_class(cfg):
+    """The server of ``cfg``: sharded with ``server_shards > 1``."""
+    return ShardedServer if cfg.server_shards > 1 else ParameterServer
+
+
 class _Local:
     """The server in this process, called like the actor."""
 
     def __init__(self, cfg):
-        self.server = ParameterServer(cfg)
+        self.server = _server_class(cfg)(cfg)
 
     def call(self, method, *args):
         return getattr(self.server, method)(*args)
@@ -66,7 +72,7 @@ class _Actor:
         import ray
 
         self.ray = ray
-        self.actor = ray.remote(ParameterServer).options(num_cpus=0).remote(cfg)
+        self.actor = ray.remote(_server_class(cfg)).options(num_cpus=0).remote(cfg)
 
     def call(self, method, *args):
         return self.ray.get(getattr(self.actor, method).remote(*args))

@@ -3,7 +3,10 @@
 
 A record holds: ``round``; ``train_loss`` (mean minibatch loss of the honest workers that
 answered); ``test_loss``/``test_acc`` (every ``eval_every`` rounds and at the last, else
-empty); ``arrived``/``asked`` and ``omitted`` (worker id -> reason); ``skipped`` (why the step
+empty), and with them, under a backdoor attack, ``attack_success_rate`` (the share of
+the test inputs not of the target class that the model puts in the target class once the
+trigger is stamped on them); ``arrived``/``asked`` and ``omitted`` (worker id -> reason);
+``skipped`` (why the step
 was not applied, e.g. a non-finite aggregate); the attack influence: ``selected`` (worker ids
 the rule selected, where it selects), ``byzantine_share`` (share of Byzantine ids among them)
 and ``dist_honest_mean`` (‖aggregate − mean of honest vectors‖₂); the time split in seconds:
@@ -19,8 +22,9 @@ import csv
 import json
 import os
 
-FIELDS = ["round", "train_loss", "test_loss", "test_acc", "arrived", "asked", "omitted", "skipped",
-          "selected", "byzantine_share", "dist_honest_mean", "compute_s", "transport_s",
+FIELDS = ["round", "train_loss", "test_loss", "test_acc", "attack_success_rate", "arrived",
+          "asked", "omitted", "skipped", "selected", "byzantine_share", "dist_honest_mean",
+          "compute_s", "transport_s",
           "backend_s", "aggregation_s", "step_s", "round_s", "bytes_sent", "bytes_round"]
 
 
@@ -82,6 +86,7 @@ def summarize(history: list[dict]) -> dict:
         "rounds": len(history),
         "final_test_acc": last.get("test_acc"), "best_test_acc": max(accs) if accs else None,
         "final_test_loss": last.get("test_loss"),
+        "final_attack_success_rate": last.get("attack_success_rate"),
         "final_train_loss": history[-1].get("train_loss") if history else None,
         "omissions": sum(len(r.get("omitted") or {}) for r in history),
         "skipped_steps": sum(bool(r.get("skipped")) for r in history),

@@ -23,6 +23,15 @@ honest messages, and returns the aggregate in ``R^d``. The record then holds the
 each worker sent (``bytes_sent``, the Byzantine workers' forged messages included) and their
 sum (``bytes_round``).
 
+The rule's inputs besides the rows: with ``weighted`` each row's weight is its worker's shard
+size; with ``server_root_samples`` the server keeps that many training samples out of every
+shard (its root set, Cao et al., NDSS 2021) and, for a rule with ``server_grad`` (FLTrust),
+computes a gradient on a minibatch of it each round as a worker would (worker id -1); a rule
+with ``worker_ids`` (FoolsGold's history) is told which worker each row is. Under a backdoor
+attack (``attack.backdoor``) the evaluation adds the attack success rate: the share of the test
+inputs whose label is not the target that the model assigns to the target once the whole
+trigger is stamped on them.
+
 The class is plain Python; the Ray driver wraps it as an actor (``ray.remote(ParameterServer)``).
 """
 from __future__ import annotations
@@ -37,9 +46,9 @@ from robustagg.backends.base import make_backend
 from robustagg.compression import Receiver
 from robustagg.optim import apply_aggregate
 from robustagg.run.config import WorkerSpec
-from robustagg.run.data import load_dataset, partition
+from robustagg.run.data import load_dataset, partition, root_split
 from robustagg.run.models import build_model, loss_fn
-from robustagg.run.worker import single_thread
+from robustagg.run.worker import build_worker, compute_gradient, derive_seed, single_thread
 
 from .snapshot import StateError, restore, snapshot
 
@@ -63,6 +72,9 @@ class ParameterServer:
         self.byzantine = set(cfg.byzantine_ids)
         self.model_attack = attack if attack is not None and attack.kind == "model" else None
         self.attacked = attack is not None  # without an attack the "Byzantine" ids act honestly
+        self.backdoor = attack if getattr(attack, "backdoor", False) else None
+        if self.backdoor is not None:
+            self.backdoor.trigger(self.x_test[:1])  # a dataset of no images fails here, clearly
         self.round = 0
         self.worker_momentum: dict[int, torch.Tensor] = {}
         # the round's vectors, row k for the k-th smallest worker id present (allocated once)
@@ -70,9 +82,20 @@ class ParameterServer:
         compressor = cfg.build_compressor()
         self.receiver = None if compressor.name == "none" else \
             Receiver(compressor, cfg.workers, d, self.rule)
-        self.rows = torch.empty(cfg.workers, d) if self.receiver is None else None
+        self.rows = self._buffer(cfg.workers, d) if self.receiver is None else None
         self.backend = backend or make_backend(cfg.backend, **cfg.backend_kwargs)
-        self.backend.start(self._specs(data, attack), data=data)
+        root, shards = self._split(data)
+        self.shard_sizes = [len(s) for s in shards]
+        # the server's root set, as a worker's state (worker id -1: seeds no worker draws)
+        self.root = None if root is None else build_worker(WorkerSpec.of(cfg, -1, root.tolist()),
+                                                           data)
+        worker_attack = attack is not None and attack.kind in ("data", "fault")
+        self.backend.start([WorkerSpec.of(cfg, i, shards[i].tolist(), worker_attack)
+                            for i in range(cfg.workers)], data=data)
+
+    def _buffer(self, n: int, d: int):
+        """The round's ``[n, d]`` rows (a sharded server keeps them in its shards instead)."""
+        return torch.empty(n, d)
 
     def _optimizer(self):
         c, params = self.cfg, self.parameters
@@ -80,12 +103,16 @@ class ParameterServer:
             return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
         return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
 
-    def _specs(self, data, attack):
+    def _split(self, data):
+        """``(root, shards)``: the server's root set (None without one) and the workers'
+        training indices, the partition of the samples outside the root set."""
         c = self.cfg
-        shards = partition(data.y_train, c.workers, c.partition, c.alpha, c.shards_per_worker,
-                           c.seed)
-        worker_attack = attack is not None and attack.kind in ("data", "fault")
-        return [WorkerSpec.of(c, i, shards[i].tolist(), worker_attack) for i in range(c.workers)]
+        root, rest = None, torch.arange(len(data.y_train))
+        if c.server_root_samples:
+            root, rest = root_split(len(rest), c.server_root_samples, derive_seed(c.seed, "root"))
+        shards = partition(data.y_train[rest], c.workers, c.partition, c.alpha,
+                           c.shards_per_worker, c.seed)
+        return root, [rest[s] for s in shards]
 
     # ---- one round ----
     def params(self) -> torch.Tensor:
@@ -159,7 +186,7 @@ class ParameterServer:
         # every message of a round has the same size (forged ones too: a valid message)
         sent = {i: 4 * params.numel() if rx is None else rx.message_bytes for i in ids}
         x = self.rows[:len(ids)] if rx is None else rx.matrix(ids)
-        agg = self.rule(x)
+        agg = self._aggregate(x, ids, params, r)
         t2 = time.perf_counter()
         full = agg if rx is None else rx.expand(agg)
         finite = apply_aggregate(self.parameters, full)
@@ -183,10 +210,34 @@ class ParameterServer:
             bytes_round=sum(sent.values()))
         return record
 
+    def _aggregate(self, x, ids, params, r):
+        """The rule on the rows ``x`` of workers ``ids``, given what else it takes: weights, the
+        server's gradient, the worker ids."""
+        inner = getattr(self.rule, "rule", self.rule)  # the rule behind pre-aggregations
+        if hasattr(inner, "server_grad") and self.root is not None:
+            inner.server_grad, _ = compute_gradient(self.root, params, r)
+        if hasattr(inner, "worker_ids") and \
+                all(p.per_worker for p in getattr(self.rule, "pre", [])):
+            inner.worker_ids = list(ids)
+        if self.cfg.weighted:
+            return self.rule(x, weights=[self.shard_sizes[i] for i in ids])
+        return self.rule(x)
+
     def _influence(self, agg, x, ids, honest_ids) -> dict:
         """Attack influence: the rule's selection (as worker ids, when rows still map to
         workers), the share of the attacking workers' vectors among it (None without an attack:
         then every worker is honest), and ``‖agg - honest mean‖₂``."""
+        record = self._selection(ids)
+        dist = None
+        if honest_ids:
+            # Byzantine ids are the largest, so the honest rows are the first ones: a view
+            honest_mean = x[: len(honest_ids)].mean(0)
+            dist = float((agg - honest_mean).double().norm())
+        return {**record, "dist_honest_mean": dist}
+
+    def _selection(self, ids) -> dict:
+        """The rule's selection as worker ids (when rows still map to workers) and the share
+        of the attacking workers' vectors among it."""
         sel = self.rule.selected
         selected = None
         if sel is not None and len(sel) and int(sel.max()) < len(ids) and \
@@ -194,20 +245,21 @@ class ParameterServer:
             selected = [ids[int(k)] for k in sel.flatten().tolist()]
         share = None if not (selected and self.attacked) else \
             sum(i in self.byzantine for i in selected) / len(selected)
-        dist = None
-        if honest_ids:
-            # Byzantine ids are the largest, so the honest rows are the first ones: a view
-            honest_mean = x[: len(honest_ids)].mean(0)
-            dist = float((agg - honest_mean).double().norm())
-        return {"selected": selected, "byzantine_share": share, "dist_honest_mean": dist}
+        return {"selected": selected, "byzantine_share": share}
 
     @torch.no_grad()
     def evaluate(self) -> dict:
-        """Test loss and (classification) accuracy of the current model."""
+        """Test loss and (classification) accuracy of the current model; under a backdoor
+        attack also its attack success rate."""
         out = self.model(self.x_test)
         res = {"test_loss": float(self.loss(out, self.y_test))}
         if self.num_classes > 0:
             res["test_acc"] = float((out.argmax(1) == self.y_test).float().mean())
+        if self.backdoor is not None:
+            target = self.backdoor.target
+            keep = self.y_test != target
+            hit = self.model(self.backdoor.trigger(self.x_test[keep])).argmax(1) == target
+            res["attack_success_rate"] = float(hit.float().mean())
         return res
 
     # ---- checkpoints ----

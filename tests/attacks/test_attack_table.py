@@ -10,7 +10,9 @@ def test_small_table():
     rows = [r for r in ROWS if r[0] in ("none", "gaussian (std 200)", "inf", "nan", "ipm (eps 100)")]
     t = table(n=11, f=2, d=8, m=0.3, trials=1, progress=False, rows=rows)
     assert list(t) == [label for label, _, _ in rows]
-    assert all(list(row) == ["Mean", "Median", "Krum", "MultiKrum", "TrimmedMean", "Bulyan"]
+    assert all(list(row) == ["Mean", "Median", "Krum", "MultiKrum", "TrimmedMean", "Bulyan",
+                             "DnC", "MoNNA", "Meamed", "CGE", "CAF", "SignGuard",
+                             "ClippedClustering", "FLAME", "FoolsGold", "FLTrust"]
                for row in t.values())
     assert math.isinf(t["inf"]["Mean"]) and math.isnan(t["nan"]["Mean"])
     # robust rules stay finite under non-finite rows; MultiKrum (m = n - f) then averages

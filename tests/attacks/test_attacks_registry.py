@@ -27,7 +27,8 @@ def test_names_and_none():
     assert set(names) == {"none", "gaussian", "sign_flip", "label_flip", "inf", "nan", "mimic",
                           "alie", "ipm", "min_max", "min_sum", "fang_krum", "fang_trimmed_mean",
                           "optimal_alie", "optimal_ipm", "crash", "straggle",
-                          "adaptive_signguard", "adaptive_clipped_clustering"}
+                          "adaptive_signguard", "adaptive_clipped_clustering", "backdoor",
+                          "model_replacement", "dba", "neurotoxin"}
     assert attacks.attack("none") is None
     assert attacks.attack("None") is None
     assert isinstance(attacks.attack("Min-Max", direction="std"), attacks.MinMax)

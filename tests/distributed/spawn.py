@@ -7,20 +7,14 @@ numbers, lists, dicts) comes back in a list indexed by rank. A rank that raises 
 call with its traceback.
 """
 import os
-import socket
 import tempfile
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from robustagg.backends.net import free_port
 from robustagg.distributed import init_loopback_group
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rank_main(rank, world, port, out_dir, backend, fn, args):

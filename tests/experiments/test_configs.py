@@ -12,8 +12,9 @@ from experiments.schema import task_config, train_config
 from tests.experiments.conftest import CONF
 
 GROUPS = ["rule", "pre", "attack", "dataset", "model", "optimizer", "backend"]
-# Bulyan needs n >= 4f + 3; Krum after Bucketing(s=2) needs n/2 >= 2f + 3
-EXTRA = {"bulyan": ["workers=11"], "bucketing": ["workers=14"]}
+# Bulyan needs n >= 4f + 3; Krum after Bucketing(s=2) needs n/2 >= 2f + 3; FLTrust a root set
+EXTRA = {"bulyan": ["workers=11"], "bucketing": ["workers=14"],
+         "fltrust": ["server_root_samples=100"]}
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 
 

@@ -153,8 +153,8 @@ def test_cli_prints_the_estimate(capsys, tmp_path):
 
 
 def test_rescale_and_price_files(capsys, tmp_path):
-    w = cost_cli._rescale(cm.Workload(d=100, n=10, rounds=5, compute_s=0.1, aggregation_s=0.01,
-                                      step_s=0.001), d=1000, n=20, rounds=50)
+    w = cm.rescale(cm.Workload(d=100, n=10, rounds=5, compute_s=0.1, aggregation_s=0.01,
+                               step_s=0.001), d=1000, n=20, rounds=50)
     assert (w.d, w.n, w.rounds) == (1000, 20, 50)
     assert w.compute_s == pytest.approx(1.0) and w.step_s == pytest.approx(0.01)
     assert w.aggregation_s == pytest.approx(0.01 * 4 * 10)  # n^2 d

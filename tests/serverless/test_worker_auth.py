@@ -162,7 +162,7 @@ def test_standing_worker_user_of_the_deploy_file(world, redis_server):
     gradients, write the parameters or run admin commands, and squatting fails on the nonce."""
     data, specs, params, ref = world
     admin = make_store(redis_server)
-    pw = {"ra-server": os.urandom(16).hex(), "ra-worker": os.urandom(16).hex()}
+    pw = {name: os.urandom(16).hex() for name in _acl_file()}
     for name, rules in _acl_file().items():
         admin.client.execute_command("ACL", "SETUSER", name, "reset", ">" + pw[name], *rules)
     base = {k: v for k, v in redis_server.items() if k != "password_env"}

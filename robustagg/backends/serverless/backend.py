@@ -12,8 +12,9 @@
    function has those in its own configuration, :mod:`.function_config`);
 4. each worker writes its gradient once to its key ``ra/<run>/r<round>/grad/<worker>/<nonce>``
    (the nonce derived from its token: no other worker can name it) with a digest keyed by its
-   token; the server waits for the keys until the round deadline, decodes each blob against
-   (run, round, worker, float32, d, token) and counts any mismatch, a function error or a late
+   token (compressed: a ``sparse_grad`` blob of k indices and values, or under ``randk_shared``
+   the k values on the mask of the event's ``mask_seed``); the server waits for the keys until
+   the round deadline, decodes each blob against (run, round, worker, float32, d or k, token) and counts any mismatch, a function error or a late
    answer as an omission of that worker, with the reason in ``Arrivals.errors``;
 5. the round's keys and ACL users are deleted.
 
@@ -39,15 +40,19 @@ from concurrent.futures import wait as wait_futures
 
 import torch
 
-from ..base import Arrivals, Backend
+from robustagg.compression import check_message
+from robustagg.compression import mask_seed as round_mask_seed
+
+from ..base import Arrivals, Backend, spec_compressor
 from . import wire
 from .function_config import AUTH_MODES, function_environment
-from .handler import SCHEMA_VERSION
+from .handler import LAMBDA_COMPRESSORS, SCHEMA_VERSION
+from .provision_watch import ProvisionWatch
 from .stores import grad_key, make_store, params_key, redis_acl, round_prefix, run_prefix, shard_key
 
 HANDLER = "robustagg.backends.serverless.handler.handler"
 _SPEC_FIELDS = ("model", "model_kwargs", "batch_size", "seed", "is_byzantine", "attack",
-                "attack_kwargs", "workers")
+                "attack_kwargs", "workers", "compression", "compression_kwargs")
 _LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
 
@@ -71,6 +76,11 @@ class LambdaBackend(Backend):
     ``local=True``: run the function here on :class:`LocalLambda` with ``memory_mb``,
     ``timeout_s`` and ``prewarm``.
     ``stats_path``: append each round's ``round_stats`` record there as a JSON line.
+    ``watch_threshold``: every 10 rounds, say (log and ``round_stats["provisioning"]``) when
+    ``memory_mb`` is over- or under-provisioned by more than this share, judged from the
+    workers' billed durations and peak memory (:mod:`.provision_watch`; None: no watch);
+    ``sizing``: the calibrated curve ``python -m experiments.cost --right-size`` wrote, to judge
+    against.
     """
 
     def __init__(self, function_name: str = "robustagg-worker", *, local: bool = False,
@@ -80,7 +90,8 @@ class LambdaBackend(Backend):
                  log_tail: bool = True, memory_mb: int = 1024, timeout_s: float = 60.0,
                  concurrency: int | None = None, prewarm: bool = True, run_id: str | None = None,
                  handler: str = HANDLER, environment: dict | None = None,
-                 stats_path: str | None = None, worker_auth: str | None = None):
+                 stats_path: str | None = None, worker_auth: str | None = None,
+                 watch_threshold: float | None = 0.25, sizing: dict | None = None):
         if invocation not in ("RequestResponse", "Event"):
             raise ValueError(f"lambda backend: invocation must be 'RequestResponse' or 'Event', "
                              f"got {invocation!r}")
@@ -103,9 +114,12 @@ class LambdaBackend(Backend):
                              f"redis store; got worker_auth={worker_auth!r} with a {kind} store")
         self.run_id = wire.check_run_id(run_id) if run_id else secrets.token_hex(6)
         self._secret = os.urandom(32)
-        self._redis = self._lambda = self._pool = self.store = None
+        self._redis = self._lambda = self._pool = self.store = self.compressor = None
         self._round_users = False  # the server may create round users (checked at start)
         self.round_stats: list[dict] = []
+        threads = int(self.environment.get("RA_TORCH_THREADS", 1))
+        self.watch = None if watch_threshold is None else ProvisionWatch(
+            memory_mb, watch_threshold, threads, sizing)
 
     # ---- lifecycle ----
     def start(self, specs, data=None):
@@ -119,6 +133,11 @@ class LambdaBackend(Backend):
                 raise ValueError(f"lambda backend: workers rebuild the model from its registry name; "
                                  f"got model={s.model!r} for worker {s.worker_id}")
         self.n = len(specs)
+        self.compressor = spec_compressor(specs)
+        if specs[0].compression not in LAMBDA_COMPRESSORS:
+            raise ValueError(f"lambda backend: compression={specs[0].compression!r} is not offered "
+                             f"(its mask is not a seed a worker can expand); offered: "
+                             f"{list(LAMBDA_COMPRESSORS)}")
         store_cfg = self.store_config
         if store_cfg is None:  # local=True without a store: a private redis-server
             from .stores.redis_server import LocalRedisServer
@@ -202,10 +221,30 @@ class LambdaBackend(Backend):
                         hashlib.sha256).digest()
 
     def event(self, round: int, worker: int, d: int, params_digest: str) -> dict:
-        return {**self._events[worker], "round": round, "d": d, "params_digest": params_digest,
-                "token": self.token(round, worker).hex()}
+        ev = {**self._events[worker], "round": round, "d": d, "params_digest": params_digest,
+              "token": self.token(round, worker).hex()}
+        if self.compressor is not None and self.compressor.shared:
+            ev["mask_seed"] = round_mask_seed(self.compressor.seed, round)
+        return ev
 
-    def compute(self, round, params, worker_ids, timeout_s):
+    def _decode(self, blob, round: int, w: int, d: int, token: bytes):
+        """A worker's blob as its gradient (Tensor[d]) or message (SparseRow); WireError if it is
+        not one."""
+        meta = {"run_id": self.run_id, "round": round, "worker": w, "token": token}
+        comp = self.compressor
+        if comp is None:
+            return wire.decode(blob, kind="grad", dtype=torch.float32, shape=(d,), **meta)
+        k = comp.k(d)
+        if comp.shared:
+            answer = wire.decode(blob, kind="grad", dtype=torch.float32, shape=(k,), **meta).numpy()
+        else:
+            answer = wire.decode_sparse(blob, d=d, nnz=k, **meta)
+        row = check_message(answer, d, k, comp.shared)
+        if row is None:
+            raise wire.WireError(f"not a {comp.name} message of {k} entries")
+        return row
+
+    def compute(self, round, params, worker_ids, timeout_s, mask=None):
         t0 = time.perf_counter()
         deadline = t0 + timeout_s
         d = params.numel()
@@ -225,7 +264,7 @@ class LambdaBackend(Backend):
             f.cancel()  # not yet sent: never will be (a running one finishes and is ignored)
         t_inv = time.perf_counter()
         out = Arrivals()
-        billed, peak = [], []
+        billed, peak, per_worker = [], [], {}
         for f in done:
             w, res = futures[f], f.result()
             if not res.ok:
@@ -240,6 +279,7 @@ class LambdaBackend(Backend):
             if res.billed_ms is not None:
                 billed.append(res.billed_ms)
                 peak.append(res.max_memory_mb or 0)
+                per_worker[w] = (res.billed_ms, res.max_memory_mb or 0)
         waiting = [w for w in worker_ids if w not in out.errors]
         keys = {grad_key(self.run_id, round, w, tokens[w]): w for w in waiting}
         blobs = self.store.wait(list(keys), timeout=max(0.0, deadline - time.perf_counter()))
@@ -248,12 +288,9 @@ class LambdaBackend(Backend):
                 out.errors[w] = f"no gradient within round_timeout_s={timeout_s}"
                 continue
             try:
-                g = wire.decode(blobs[key], kind="grad", run_id=self.run_id, round=round, worker=w,
-                                dtype=torch.float32, shape=(d,), token=tokens[w])
+                out.grads[w] = self._decode(blobs[key], round, w, d, tokens[w])
             except wire.WireError as e:
                 out.errors[w] = f"malformed gradient: {e}"
-                continue
-            out.grads[w] = g  # decode checked float32 and shape (d,)
         for w in out.errors:  # an answer without a usable gradient carries no loss either
             out.losses.pop(w, None)
             out.compute_s.pop(w, None)
@@ -267,6 +304,9 @@ class LambdaBackend(Backend):
                  "collect_s": t_col - t_inv, "cleanup_s": t_end - t_col,
                  "billed_ms": sum(billed), "max_billed_ms": max(billed, default=0.0),
                  "max_memory_mb": max(peak, default=0.0), "omitted": len(out.errors)}
+        verdict = self.watch.observe(per_worker) if self.watch else None
+        if verdict:
+            stats["provisioning"] = verdict
         self.round_stats.append(stats)
         if self.stats_path:
             with open(self.stats_path, "a") as fh:

@@ -8,7 +8,8 @@ needs to rebuild itself; never a host, a port, a bucket or a credential (schema 
      "params_digest": "<32 hex>", "shard_digests": ["<32 hex>", "<32 hex>"],
      "d": 4810, "num_classes": 10, "input_shape": [64], "x_dtype": "float32", "y_dtype": "int64",
      "spec": {"model", "model_kwargs", "batch_size", "seed", "is_byzantine", "attack",
-              "attack_kwargs", "workers"}}
+              "attack_kwargs", "workers", "compression", "compression_kwargs"},
+     "mask_seed": <int, only with compression="randk_shared": the round's published mask seed>}
 
 Where the store is and how the worker logs in come from the function's own configuration
 (:mod:`.function_config`: ``RA_STORE`` and, for a standing Redis user, ``RA_REDIS_USERNAME`` /
@@ -20,7 +21,11 @@ the ones the event names (a blob that another client of the store put in their p
 refused), computes the gradient with the worker core shared by every backend
 (:func:`robustagg.run.worker.compute_gradient`), and writes it, write-once, to its
 gradient key ``ra/<run>/r<round>/grad/<worker>/<nonce>`` (the nonce derived from the token, so
-no other worker can name the key) in the wire format with a digest keyed by the token.
+no other worker can name the key) in the wire format with a digest keyed by the token. With
+compression the gradient is compressed first: per-worker masks (``topk``, ``approx_topk``)
+travel as a ``sparse_grad`` blob (indices + values), and ``randk_shared`` sends the k values on
+the mask drawn from the event's ``mask_seed``, as a float32 ``[k]`` grad blob. (``topk_shared``,
+whose mask is not a seed, is not offered on Lambda.)
 
 Result: ``{"ok": true, "worker_id", "round", "loss", "compute_s", "written", "bytes"}``. Anything
 else gives ``{"ok": false, "error_type", "error"}`` and never an exception: ``BadEvent`` (the
@@ -40,6 +45,7 @@ import time
 import torch
 
 from robustagg.backends.base import WorkerSpec
+from robustagg.compression import available_compressors, random_mask
 from robustagg.run.data import Data
 from robustagg.run.models import MODELS, build_model
 from robustagg.run.worker import build_worker, fault, timed_gradient
@@ -54,9 +60,14 @@ SCHEMA_VERSION = 2
 torch.set_num_threads(int(os.environ.get("RA_TORCH_THREADS", "1")))
 _DTYPES = {"float32": torch.float32, "int64": torch.int64}
 _EVENT_FIELDS = {"version", "run_id", "round", "worker_id", "token", "d", "num_classes",
-                 "input_shape", "x_dtype", "y_dtype", "spec", "params_digest", "shard_digests"}
+                 "input_shape", "x_dtype", "y_dtype", "spec", "params_digest", "shard_digests",
+                 "mask_seed"}
 _SPEC_FIELDS = {"model": str, "model_kwargs": dict, "batch_size": int, "seed": int,
                 "is_byzantine": bool, "attack": str, "attack_kwargs": dict, "workers": int}
+# optional: absent means dense gradients
+_OPTIONAL_SPEC_FIELDS = {"compression": str, "compression_kwargs": dict}
+# compressors whose mask a worker can form from the event (per-worker, or from a seed)
+LAMBDA_COMPRESSORS = ("none", "topk", "approx_topk", "randk_shared")
 # bounds on what an event may hold, checked before any field is read
 _MAX_TEXT = 64 * 1024       # characters of a JSON-text event
 _MAX_DEPTH = 4              # event -> spec -> *_kwargs -> a list of scalars
@@ -155,8 +166,12 @@ def _check_spec(spec: dict) -> None:
 
     for k, typ in _SPEC_FIELDS.items():
         _need(spec, k, typ, where="event.spec")
-    if set(spec) - set(_SPEC_FIELDS):
-        raise BadEvent(f"event.spec: unknown fields {sorted(set(spec) - set(_SPEC_FIELDS))}")
+    for k, typ in _OPTIONAL_SPEC_FIELDS.items():
+        if k in spec:
+            _need(spec, k, typ, where="event.spec")
+    known = set(_SPEC_FIELDS) | set(_OPTIONAL_SPEC_FIELDS)
+    if set(spec) - known:
+        raise BadEvent(f"event.spec: unknown fields {sorted(set(spec) - known)}")
     _int(spec, "batch_size", 1, _MAX_BATCH + 1, "event.spec")
     _int(spec, "seed", 0, 2**63, "event.spec")
     _int(spec, "workers", 1, 2**31, "event.spec")
@@ -165,12 +180,18 @@ def _check_spec(spec: dict) -> None:
     if spec["attack"] not in attacks.available_attacks():
         raise BadEvent(f"event.spec: unknown attack {spec['attack'][:40]!r}; known: "
                        f"{attacks.available_attacks()}")
-    _check_kwargs(spec, "model_kwargs")
-    _check_kwargs(spec, "attack_kwargs")
+    if spec.get("compression", "none") not in LAMBDA_COMPRESSORS:
+        known = [c for c in available_compressors() if c in LAMBDA_COMPRESSORS]
+        raise BadEvent(f"event.spec: compression {spec['compression'][:40]!r} is not offered on "
+                       f"Lambda; known: {known}")
+    for key in ("model_kwargs", "attack_kwargs", "compression_kwargs"):
+        if key in spec:
+            _check_kwargs(spec, key)
 
 
-def parse_event(event) -> dict:
-    """Validate an event against the schema; returns it, or raises BadEvent naming the field."""
+def json_object(event) -> dict:
+    """``event`` as a dict: JSON text (at most ``_MAX_TEXT`` characters) is decoded; anything
+    but a JSON object raises BadEvent."""
     if isinstance(event, (str, bytes)):
         if len(event) > _MAX_TEXT:
             raise BadEvent(f"event is longer than {_MAX_TEXT} characters")
@@ -180,6 +201,12 @@ def parse_event(event) -> dict:
             raise BadEvent(f"event is not JSON: {type(e).__name__}: {str(e)[:80]}") from None
     if not isinstance(event, dict):
         raise BadEvent(f"event must be a JSON object, got {type(event).__name__}")
+    return event
+
+
+def parse_event(event) -> dict:
+    """Validate an event against the schema; returns it, or raises BadEvent naming the field."""
+    event = json_object(event)
     _check_structure(event)
     version = event.get("version")
     if type(version) is not int or version != SCHEMA_VERSION:  # True == 1 is no version
@@ -212,6 +239,10 @@ def parse_event(event) -> dict:
         raise BadEvent("event: params_digest and the 2 shard_digests must be 32 hex characters each")
     spec = _need(event, "spec", dict)
     _check_spec(spec)
+    if (spec.get("compression") == "randk_shared") != ("mask_seed" in event):
+        raise BadEvent("event: mask_seed is given with compression='randk_shared', and only then")
+    if "mask_seed" in event:
+        _int(event, "mask_seed", 0, 2**63)
     if not event["worker_id"] < spec["workers"]:
         raise BadEvent(f"event: worker_id={event['worker_id']} is not in [0, workers="
                        f"{spec['workers']})")
@@ -327,8 +358,16 @@ def run_event(ev: dict, store: Store) -> dict:
         raise WorkerCrash(f"worker {w} crashed in round {rnd} (fault attack {state.spec.attack!r})")
     if what is not None:
         time.sleep(what)
-    grad, loss, secs = timed_gradient(state, params, rnd)
-    out = wire.encode(grad, kind="grad", run_id=run, round=rnd, worker=w, token=token)
+    comp = state.compressor
+    mask = None if "mask_seed" not in ev else random_mask(ev["mask_seed"], ev["d"], comp.k(ev["d"]))
+    grad, loss, secs = timed_gradient(state, params, rnd, mask)
+    meta = {"run_id": run, "round": rnd, "worker": w, "token": token}
+    if comp is None:
+        out = wire.encode(grad, kind="grad", **meta)
+    elif comp.shared:
+        out = wire.encode(grad.values, kind="grad", **meta)
+    else:
+        out = wire.encode_sparse(grad.indices, grad.values, ev["d"], **meta)
     key = grad_key(run, rnd, w, token)
     written = _store_op(f"put {key}", store.put, key, out, True)
     return {"ok": True, "worker_id": w, "round": rnd, "loss": loss, "compute_s": secs,

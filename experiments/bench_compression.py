@@ -1,0 +1,190 @@
+"""Compression benchmarks: accuracy against bytes sent, and the cost of compressing.
+
+    python -m experiments.bench_compression accuracy   # rules x attacks x k/d, ~10 min on 2 cores
+    python -m experiments.bench_compression cost       # top-k vs approximate top-k at d = 1e7
+    python -m experiments.bench_compression plot       # the PNGs of docs/compression.md
+
+``accuracy``: n = 10 workers of which f = 2 (20 %) Byzantine, on Fashion-MNIST when installed
+(Debian's dataset-fashion-mnist, else digits), an MLP (784-64-10, d = 50,890), SGD lr 0.1
+with server momentum 0.9, the local backend (the same gradients as Ray, without processes),
+``--rounds`` rounds. For each rule (mean, median, trimmed mean, Krum) and model attack (ALIE,
+IPM): the dense run (k/d = 1), and for k/d in {0.1, 0.01, 0.001} per-worker masks (``topk``)
+and a shared mask (``topk_shared`` with error feedback). Records the final test accuracy and
+the bytes the workers sent per round (payload: values, plus indices without a shared mask).
+
+``cost``: at d = 1e7, one thread, the time to compress one float32 gradient with ``topk``,
+``approx_topk`` and ``randk_shared`` (a gather), against the memory read bound (one pass
+``x.sum()`` over the 40 MB) and against sending the dense gradient at the Ray and Lambda
+bandwidths of :mod:`robustagg.costmodel`: compressing pays when compress time + sparse bytes /
+bandwidth < dense bytes / bandwidth.
+
+Writes JSON to ``--out`` (default ``outputs/bench_compression``); ``plot`` reads it and writes
+``docs/img/compression_accuracy.png`` and ``docs/img/compression_cost.png``.
+"""
+import argparse
+import json
+import os
+import time
+
+RATIOS = (0.1, 0.01, 0.001)
+RULES = ("mean", "median", "trimmed_mean", "krum")
+ATTACKS = ("alie", "ipm")
+MASKS = {"per-worker": ("topk", {}), "shared": ("topk_shared", {"error_feedback": True})}
+
+
+def dataset():
+    from robustagg.run.data import FASHION_MNIST_DIR
+
+    return "fashion_mnist" if os.path.isdir(FASHION_MNIST_DIR) else "digits"
+
+
+def cells():
+    """``(label, compression, kwargs)`` of the grid's compression settings."""
+    yield "dense", "none", {}, 1.0
+    for ratio in RATIOS:
+        for mask, (name, kw) in MASKS.items():
+            yield mask, name, {"ratio": ratio, **kw}, ratio
+
+
+def accuracy(args):
+    import torch
+
+    from robustagg.run.config import TrainConfig
+    from robustagg.training import train
+
+    torch.set_num_threads(1)
+    path = os.path.join(args.out, "accuracy.json")
+    done = json.load(open(path)) if os.path.exists(path) else []
+    have = {(r["rule"], r["attack"], r["compression"], r["ratio"]) for r in done}
+    ds = dataset()
+    for rule in RULES:
+        for attack in ATTACKS:
+            for mask, name, kw, ratio in cells():
+                if (rule, attack, name, ratio) in have:
+                    continue
+                t0 = time.perf_counter()
+                res = train(TrainConfig(
+                    dataset=ds, workers=10, byzantine=2, rule=rule, attack=attack,
+                    rounds=args.rounds, eval_every=args.rounds, lr=0.1, momentum=0.9,
+                    backend="local", compression=name, compression_kwargs=kw, seed=args.seed,
+                    progress=False, output_dir=os.path.join(args.out, "runs", "run")))
+                rows = res.history
+                done.append({"rule": rule, "attack": attack, "mask": mask, "compression": name,
+                             "ratio": ratio, "dataset": ds, "rounds": args.rounds,
+                             "final_acc": res.final_accuracy,
+                             "bytes_round": sum(r["bytes_round"] for r in rows) / len(rows),
+                             "wall_s": time.perf_counter() - t0})
+                print(json.dumps(done[-1]), flush=True)
+                with open(path, "w") as fh:
+                    json.dump(done, fh, indent=1)
+
+
+def _best(fn, repeats):
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def cost(args):
+    import torch
+
+    from robustagg.compression import compressor
+    from robustagg.costmodel import MB, Prices
+
+    torch.set_num_threads(1)
+    d = int(float(args.d))
+    g = torch.randn(d, generator=torch.Generator().manual_seed(0))
+    read_s = _best(lambda: g.sum(), args.repeats)
+    prices = Prices()
+    bandwidth = {"ray (head node)": prices.instances["c5.2xlarge"].bandwidth,
+                 "lambda (per function)": prices.lambda_bandwidth}
+    out = {"d": d, "threads": 1, "read_s": read_s, "read_gb_s": 4 * d / read_s / 1e9,
+           "bandwidth_mb_s": {k: v / MB for k, v in bandwidth.items()}, "rows": []}
+    for ratio in RATIOS:
+        for name in ("topk", "approx_topk", "randk_shared"):
+            comp = compressor(name, ratio=ratio)
+            mask = comp.round_mask(0, d)
+            secs = _best(lambda: comp.compress(g, mask), args.repeats)
+            row = comp.compress(g, mask)
+            rec = {"compression": name, "ratio": ratio, "k": comp.k(d), "compress_s": secs,
+                   "bytes": row.nbytes, "dense_bytes": 4 * d,
+                   "candidates": getattr(comp, "last_candidates", None)}
+            for label, bw in bandwidth.items():
+                # compressing pays below this bandwidth: t + sparse/bw < dense/bw
+                rec[f"pays_below_mb_s[{label}]"] = (4 * d - row.nbytes) / secs / MB
+                rec[f"round_s_dense[{label}]"] = 4 * d / bw
+                rec[f"round_s_sparse[{label}]"] = secs + row.nbytes / bw
+            out["rows"].append(rec)
+            print(json.dumps(rec), flush=True)
+    with open(os.path.join(args.out, "cost.json"), "w") as fh:
+        json.dump(out, fh, indent=1)
+
+
+def plot(args):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(args.img, exist_ok=True)
+    acc = json.load(open(os.path.join(args.out, "accuracy.json")))
+    fig, axes = plt.subplots(1, len(ATTACKS), figsize=(11, 4.2), sharey=True)
+    colors = dict(zip(RULES, ("tab:gray", "tab:blue", "tab:green", "tab:red")))
+    for ax, attack in zip(axes, ATTACKS):
+        for rule in RULES:
+            for mask, style in (("per-worker", "--o"), ("shared", "-s")):
+                pts = sorted((r["bytes_round"], r["final_acc"]) for r in acc
+                             if r["rule"] == rule and r["attack"] == attack and
+                             r["mask"] in (mask, "dense"))
+                if pts:
+                    ax.plot(*zip(*pts), style, color=colors[rule], ms=4,
+                            label=f"{rule}, {mask}")
+        ax.set_xscale("log")
+        ax.set_xlabel("bytes sent per round (all workers)")
+        ax.set_title(f"{attack.upper()}, n = 10, f = 2 ({acc[0]['dataset']})")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("final test accuracy")
+    axes[-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.img, "compression_accuracy.png"), dpi=120)
+
+    c = json.load(open(os.path.join(args.out, "cost.json")))
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, marker in (("topk", "o"), ("approx_topk", "s"), ("randk_shared", "^")):
+        pts = [(r["ratio"], r["compress_s"] * 1e3) for r in c["rows"] if r["compression"] == name]
+        ax.plot(*zip(*pts), "-" + marker, label=name)
+    ax.axhline(c["read_s"] * 1e3, color="k", ls=":", label="memory read bound (one pass)")
+    for label, mb_s in c["bandwidth_mb_s"].items():
+        ax.axhline(4 * c["d"] / (mb_s * 2**20) * 1e3, ls="--", color="gray", lw=0.8)
+        ax.text(min(RATIOS), 4 * c["d"] / (mb_s * 2**20) * 1e3 * 1.08,
+                f"sending 4d dense, {label}", fontsize=7)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("k/d")
+    ax.set_ylabel("ms per gradient (one thread)")
+    ax.set_title(f"compressing d = {c['d']:.0e} float32")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.img, "compression_cost.png"), dpi=120)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("what", choices=("accuracy", "cost", "plot"))
+    p.add_argument("--rounds", type=int, default=150)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--d", default="1e7")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", default="outputs/bench_compression")
+    p.add_argument("--img", default="docs/img")
+    args = p.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    {"accuracy": accuracy, "cost": cost, "plot": plot}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
