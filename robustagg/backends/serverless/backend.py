@@ -18,14 +18,24 @@
    answer as an omission of that worker, with the reason in ``Arrivals.errors``;
 5. the round's keys and ACL users are deleted.
 
-Shards are written to the store once, at ``start``. With ``local=True`` the backend runs the
+Shards are written to the store once, at ``start``, followed by the run's epoch marker
+(:func:`.stores.epoch_key`: random bytes). A store may lose its data at any time (a Redis
+restart without persistence, a failover), and with it the shards, the round's parameters, its
+round users and the gradients written so far. So while gradients are missing the server looks
+at the marker; when it is gone, the server writes the shards and the marker again and re-runs
+the round for the workers without a gradient (at most twice, within the round's deadline).
+Gradients are pure functions of (seed, worker, round, parameters), so a re-run changes no
+result; the workers still missing at the deadline are omissions, as always.
+
+With ``local=True`` the backend runs the
 function on :class:`~.local_runtime.LocalLambda` (127.0.0.1, awslambdaric processes) configured
 as a deployed function would be (``RA_STORE`` in its environment) and, without a ``store``
 setting, a private ``redis-server`` it starts and stops. Its admin password stays with the
 server: the workers log in as their round users.
 
 ``round_stats`` keeps, per round: publish, invoke (first to last answer), collect (store wait +
-decode) and cleanup times, and the billed milliseconds and peak memory reported in the log tails.
+decode) and cleanup times (summed over re-runs), the billed milliseconds and peak memory reported
+in the log tails, and ``store_restored``: how many times the store's data was written again.
 """
 from __future__ import annotations
 
@@ -48,12 +58,15 @@ from . import wire
 from .function_config import AUTH_MODES, function_environment
 from .handler import LAMBDA_COMPRESSORS, SCHEMA_VERSION
 from .provision_watch import ProvisionWatch
-from .stores import grad_key, make_store, params_key, redis_acl, round_prefix, run_prefix, shard_key
+from .stores import (epoch_key, grad_key, make_store, params_key, redis_acl, round_prefix,
+                     run_prefix, shard_key)
 
 HANDLER = "robustagg.backends.serverless.handler.handler"
 _SPEC_FIELDS = ("model", "model_kwargs", "batch_size", "seed", "is_byzantine", "attack",
                 "attack_kwargs", "workers", "compression", "compression_kwargs")
 _LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+_ATTEMPTS = 3         # a round whose store lost its data is re-run at most twice
+_LOSS_CHECK_S = 0.1   # while gradients are missing, look at the epoch marker this often
 
 
 class LambdaBackend(Backend):
@@ -114,6 +127,7 @@ class LambdaBackend(Backend):
                              f"redis store; got worker_auth={worker_auth!r} with a {kind} store")
         self.run_id = wire.check_run_id(run_id) if run_id else secrets.token_hex(6)
         self._secret = os.urandom(32)
+        self._epoch = os.urandom(16)  # the value of the run's epoch marker in the store
         self._redis = self._lambda = self._pool = self.store = self.compressor = None
         self._round_users = False  # the server may create round users (checked at start)
         self.round_stats: list[dict] = []
@@ -148,22 +162,16 @@ class LambdaBackend(Backend):
         if self.worker_auth == "round":
             self._check_acl_rights()
             self._round_users = True
-        data = data if data is not None else load_dataset(specs[0].dataset, **specs[0].dataset_kwargs)
-        self._events = {}
-        for s in specs:
-            idx = shard_indices(s, data.y_train)
-            digests = []
-            for part, kind, t in (("x", "shard_x", data.x_train[idx]), ("y", "shard_y", data.y_train[idx])):
-                blob = wire.encode(t.contiguous(), kind=kind, run_id=self.run_id, round=0,
-                                   worker=s.worker_id)
-                self.store.put(shard_key(self.run_id, s.worker_id, part), blob, if_absent=False)
-                digests.append(wire.digest_of(blob))
-            self._events[s.worker_id] = {
-                "version": SCHEMA_VERSION, "run_id": self.run_id, "worker_id": s.worker_id,
-                "num_classes": data.num_classes,
-                "input_shape": list(data.input_shape), "x_dtype": "float32",
-                "y_dtype": "int64" if data.num_classes else "float32", "shard_digests": digests,
-                "spec": {k: getattr(s, k) for k in _SPEC_FIELDS}}
+        self._data = data if data is not None else load_dataset(specs[0].dataset,
+                                                                **specs[0].dataset_kwargs)
+        self._shard_rows = {s.worker_id: shard_indices(s, self._data.y_train) for s in specs}
+        digests = self._write_shards()
+        self._events = {s.worker_id: {
+            "version": SCHEMA_VERSION, "run_id": self.run_id, "worker_id": s.worker_id,
+            "num_classes": self._data.num_classes, "input_shape": list(self._data.input_shape),
+            "x_dtype": "float32", "y_dtype": "int64" if self._data.num_classes else "float32",
+            "shard_digests": digests[s.worker_id], "spec": {k: getattr(s, k) for k in _SPEC_FIELDS}}
+            for s in specs}
         endpoint, creds = self.endpoint_url, None
         if self.local:
             from .local_runtime import LocalLambda
@@ -185,6 +193,25 @@ class LambdaBackend(Backend):
         # at most `concurrency` invocations in flight: beyond it Lambda throttles (429)
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency or max(4, 2 * self.n),
                                         thread_name_prefix="ra-invoke")
+
+    def _write_shards(self) -> dict[int, list[str]]:
+        """Write every worker's shard, then the run's epoch marker; returns the digests of the
+        shard blobs by worker (the same bytes every time). At start, and again when the store
+        has lost its data."""
+        digests = {}
+        for w, idx in self._shard_rows.items():
+            digests[w] = []
+            for part, kind, t in (("x", "shard_x", self._data.x_train[idx]),
+                                  ("y", "shard_y", self._data.y_train[idx])):
+                blob = wire.encode(t.contiguous(), kind=kind, run_id=self.run_id, round=0, worker=w)
+                self.store.put(shard_key(self.run_id, w, part), blob, if_absent=False)
+                digests[w].append(wire.digest_of(blob))
+        self.store.put(epoch_key(self.run_id), self._epoch, if_absent=False)
+        return digests
+
+    def _store_intact(self) -> bool:
+        """False when the store has lost what the server wrote since :meth:`_write_shards`."""
+        return self.store.get(epoch_key(self.run_id)) == self._epoch
 
     def _check_acl_rights(self):
         """Fail at start, not in round 0, when the server may not create the round users."""
@@ -247,24 +274,66 @@ class LambdaBackend(Backend):
     def compute(self, round, params, worker_ids, timeout_s, mask=None):
         t0 = time.perf_counter()
         deadline = t0 + timeout_s
-        d = params.numel()
         blob = wire.encode(params.detach().float().contiguous(), kind="params", run_id=self.run_id,
                            round=round, worker=-1)
+        tokens = {w: self.token(round, w) for w in worker_ids}
+        out, tally = Arrivals(), _Tally()
+        pending, restored = list(worker_ids), 0
+        for attempt in range(_ATTEMPTS):
+            self._attempt(round, blob, params.numel(), tokens, pending, deadline, timeout_s, out,
+                          tally)
+            pending = [w for w in pending if w not in out.grads]
+            if not pending or attempt == _ATTEMPTS - 1 or time.perf_counter() >= deadline \
+                    or self._store_intact():
+                break
+            # The store lost its data during the round (a Redis restart without persistence):
+            # the shards, this round's parameters, round users and gradients. Write the shards
+            # again and re-run the round, within its deadline, for the workers it cost.
+            self._write_shards()
+            restored += 1
+            for w in pending:
+                out.errors.pop(w, None)
+        for w in out.errors:  # an answer without a usable gradient carries no loss either
+            out.losses.pop(w, None)
+            out.compute_s.pop(w, None)
+        t_col = time.perf_counter()
+        self.store.delete_prefix(round_prefix(self.run_id, round))
+        if self.worker_auth == "round":
+            redis_acl.revoke(self.store.client, self.run_id, worker_ids)
+        t_end = time.perf_counter()
+        out.wall_s = t_col - t0
+        billed = [b for b, _ in tally.reports]
+        stats = {"round": round, "publish_s": tally.publish_s, "invoke_s": tally.invoke_s,
+                 "collect_s": tally.collect_s, "cleanup_s": t_end - t_col,
+                 "billed_ms": sum(billed), "max_billed_ms": max(billed, default=0.0),
+                 "max_memory_mb": max((m for _, m in tally.reports), default=0.0),
+                 "omitted": len(out.errors), "store_restored": restored}
+        verdict = self.watch.observe(tally.per_worker) if self.watch else None
+        if verdict:
+            stats["provisioning"] = verdict
+        self.round_stats.append(stats)
+        if self.stats_path:
+            with open(self.stats_path, "a") as fh:
+                fh.write(json.dumps(stats) + "\n")
+        return out
+
+    def _attempt(self, round, blob, d, tokens, workers, deadline, timeout_s, out, tally):
+        """Publish the parameters ``blob``, invoke ``workers`` and collect their gradients (or
+        the reasons they have none) into ``out`` until ``deadline``."""
+        t0 = time.perf_counter()
         # the server is the only legitimate writer of the parameters: overwrite whatever is there
         self.store.put(params_key(self.run_id, round), blob, if_absent=False)
         digest = wire.digest_of(blob)
-        tokens = {w: self.token(round, w) for w in worker_ids}
         if self.worker_auth == "round":
-            redis_acl.grant_round(self.store.client, self.run_id, round, tokens)
+            redis_acl.grant_round(self.store.client, self.run_id, round,
+                                  {w: tokens[w] for w in workers})
         t_pub = time.perf_counter()
         futures = {self._pool.submit(self.invoker.invoke, self.event(round, w, d, digest)): w
-                   for w in worker_ids}
+                   for w in workers}
         done, late = wait_futures(futures, timeout=max(0.0, deadline - time.perf_counter()))
         for f in late:
             f.cancel()  # not yet sent: never will be (a running one finishes and is ignored)
         t_inv = time.perf_counter()
-        out = Arrivals()
-        billed, peak, per_worker = [], [], {}
         for f in done:
             w, res = futures[f], f.result()
             if not res.ok:
@@ -277,12 +346,11 @@ class LambdaBackend(Backend):
                 out.losses[w] = float(res.payload["loss"])
                 out.compute_s[w] = float(res.payload["compute_s"])
             if res.billed_ms is not None:
-                billed.append(res.billed_ms)
-                peak.append(res.max_memory_mb or 0)
-                per_worker[w] = (res.billed_ms, res.max_memory_mb or 0)
-        waiting = [w for w in worker_ids if w not in out.errors]
-        keys = {grad_key(self.run_id, round, w, tokens[w]): w for w in waiting}
-        blobs = self.store.wait(list(keys), timeout=max(0.0, deadline - time.perf_counter()))
+                tally.reports.append((res.billed_ms, res.max_memory_mb or 0))
+                tally.per_worker[w] = (res.billed_ms, res.max_memory_mb or 0)
+        keys = {grad_key(self.run_id, round, w, tokens[w]): w for w in workers
+                if w not in out.errors}
+        blobs = self._gather(list(keys), deadline)
         for key, w in keys.items():
             if key not in blobs:
                 out.errors[w] = f"no gradient within round_timeout_s={timeout_s}"
@@ -291,27 +359,33 @@ class LambdaBackend(Backend):
                 out.grads[w] = self._decode(blobs[key], round, w, d, tokens[w])
             except wire.WireError as e:
                 out.errors[w] = f"malformed gradient: {e}"
-        for w in out.errors:  # an answer without a usable gradient carries no loss either
-            out.losses.pop(w, None)
-            out.compute_s.pop(w, None)
-        t_col = time.perf_counter()
-        self.store.delete_prefix(round_prefix(self.run_id, round))
-        if self.worker_auth == "round":
-            redis_acl.revoke(self.store.client, self.run_id, worker_ids)
-        t_end = time.perf_counter()
-        out.wall_s = t_col - t0
-        stats = {"round": round, "publish_s": t_pub - t0, "invoke_s": t_inv - t_pub,
-                 "collect_s": t_col - t_inv, "cleanup_s": t_end - t_col,
-                 "billed_ms": sum(billed), "max_billed_ms": max(billed, default=0.0),
-                 "max_memory_mb": max(peak, default=0.0), "omitted": len(out.errors)}
-        verdict = self.watch.observe(per_worker) if self.watch else None
-        if verdict:
-            stats["provisioning"] = verdict
-        self.round_stats.append(stats)
-        if self.stats_path:
-            with open(self.stats_path, "a") as fh:
-                fh.write(json.dumps(stats) + "\n")
-        return out
+        tally.add(t0, t_pub, t_inv, time.perf_counter())
+
+    def _gather(self, keys, deadline) -> dict:
+        """The blobs of ``keys`` that are in the store by ``deadline``; early when the store has
+        lost its data meanwhile (checked every _LOSS_CHECK_S while keys are missing)."""
+        found = {}
+        while True:
+            missing = [k for k in keys if k not in found]
+            left = max(0.0, deadline - time.perf_counter())
+            found.update(self.store.wait(missing, timeout=min(_LOSS_CHECK_S, left)))
+            if len(found) == len(keys) or time.perf_counter() >= deadline \
+                    or not self._store_intact():
+                return found
+
+
+class _Tally:
+    """A round's times and the invocations' REPORT figures, summed over its attempts."""
+
+    def __init__(self):
+        self.publish_s = self.invoke_s = self.collect_s = 0.0
+        self.reports = []     # (billed ms, peak MB) of every invocation
+        self.per_worker = {}  # worker -> (billed ms, peak MB) of its last invocation
+
+    def add(self, t0, t_pub, t_inv, t_col):
+        self.publish_s += t_pub - t0
+        self.invoke_s += t_inv - t_pub
+        self.collect_s += t_col - t_inv
 
 
 def _message(payload) -> str:

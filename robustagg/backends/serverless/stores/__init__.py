@@ -1,8 +1,8 @@
 """Stores of the Lambda backend, by name: ``make_store({"kind": "redis", "host": ..., ...})``."""
 from __future__ import annotations
 
-from .base import (Store, check_key, grad_key, grad_nonce, params_key, round_prefix, run_prefix,
-                   shard_key)
+from .base import (Store, check_key, epoch_key, grad_key, grad_nonce, params_key, round_prefix,
+                   run_prefix, shard_key)
 from .memory_store import MemoryStore
 
 
@@ -31,5 +31,5 @@ def make_store(config: dict) -> Store:
         raise ValueError(f"bad settings for the {kind} store: {e}") from None
 
 
-__all__ = ["Store", "MemoryStore", "make_store", "STORES", "check_key", "grad_key", "grad_nonce",
-           "params_key", "round_prefix", "run_prefix", "shard_key"]
+__all__ = ["Store", "MemoryStore", "make_store", "STORES", "check_key", "epoch_key", "grad_key",
+           "grad_nonce", "params_key", "round_prefix", "run_prefix", "shard_key"]

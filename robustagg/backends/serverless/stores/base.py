@@ -4,6 +4,7 @@ A store holds opaque byte blobs (always the wire format of :mod:`..wire`, never 
 string keys. Keys are namespaced by run and round::
 
     ra/<run>/shard/<worker>/x | y                a worker's data shard (written once per run)
+    ra/<run>/shard/epoch                         the server's marker, written after the shards
     ra/<run>/r<round>/params                     the round's parameters (written by the server)
     ra/<run>/r<round>/grad/<worker>/<nonce>      a worker's gradient (write-once)
 
@@ -12,6 +13,10 @@ which only the server and that worker's invocation know: no other client of the 
 the key, so none can take it first (the write-once rule would otherwise let a squatter turn an
 honest worker into an omission). A finished round's keys are deleted with
 ``delete_prefix(round_prefix(run, round))``.
+
+The epoch marker holds random bytes of the server's choosing. When it is gone the store has
+lost its data (a Redis restart without persistence, a failover): the server writes the shards
+again and re-runs the round for the workers it cost.
 """
 from __future__ import annotations
 
@@ -55,6 +60,11 @@ def grad_nonce(token: bytes) -> str:
 def grad_key(run_id: str, round: int, worker: int, token: bytes) -> str:
     """Worker ``worker``'s gradient key in ``round``; ``token`` is its token for that round."""
     return f"{round_prefix(run_id, round)}grad/{int(worker)}/{grad_nonce(token)}"
+
+
+def epoch_key(run_id: str) -> str:
+    """The run's epoch marker: written after the shards, gone when the store lost its data."""
+    return f"{run_prefix(run_id)}shard/epoch"
 
 
 def shard_key(run_id: str, worker: int, part: str) -> str:

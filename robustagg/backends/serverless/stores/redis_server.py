@@ -24,21 +24,36 @@ class LocalRedisServer:
         if self.exe is None:
             raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
         self.password = secrets.token_hex(16)
+        self.start_timeout_s = start_timeout_s
         self._dir = tempfile.TemporaryDirectory(prefix="ra_redis_")
         self.proc = None
         for _ in range(5):  # the probed port may be taken before redis binds it
             self.port = free_port()
-            self.proc = subprocess.Popen(
-                [self.exe, "--bind", "127.0.0.1", "--port", str(self.port), "--requirepass",
-                 self.password, "--save", "", "--appendonly", "no", "--dir", self._dir.name,
-                 "--protected-mode", "yes"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.proc = self._spawn()
             if self._wait_ready(start_timeout_s):
                 atexit.register(self.close)  # never leave an orphaned redis-server behind
                 return
             self.proc.kill()
             self.proc.wait()
         raise RuntimeError("could not start redis-server on 127.0.0.1")
+
+    def _spawn(self) -> subprocess.Popen:
+        return subprocess.Popen(
+            [self.exe, "--bind", "127.0.0.1", "--port", str(self.port), "--requirepass",
+             self.password, "--save", "", "--appendonly", "no", "--dir", self._dir.name,
+             "--protected-mode", "yes"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Kill the server by its PID (SIGKILL: a crash) and start it again after ``down_s``
+        seconds on the same port with the same password. It comes back empty, as a server
+        without persistence does: no keys, and no ACL users but the default one."""
+        self.proc.kill()
+        self.proc.wait()
+        time.sleep(down_s)
+        self.proc = self._spawn()
+        if not self._wait_ready(self.start_timeout_s):
+            raise RuntimeError(f"could not restart redis-server on 127.0.0.1:{self.port}")
 
     def _wait_ready(self, timeout_s: float) -> bool:
         import redis

@@ -4,6 +4,10 @@ Write-once puts are ``SET key value NX``; waiting polls ``MGET`` on the missing 
 prefix walks ``SCAN MATCH prefix*`` and ``UNLINK``s in batches. The password comes from
 configuration: ``password`` (a value read from a config file) or ``password_env`` (the name of an
 environment variable holding it), never from code.
+
+A restart or a failover of the server drops every connection: commands are retried on a new
+connection for a few seconds, but a refused login is not (:mod:`.redis_retry`). Whether the
+restarted server still holds the data is the backend's business (:func:`.base.epoch_key`).
 """
 from __future__ import annotations
 
@@ -29,9 +33,11 @@ class RedisStore(Store):
                  password_env: str | None = None, ssl: bool = False, socket_timeout: float = 30.0):
         import redis
 
+        from .redis_retry import reconnect
+
         self._r = redis.Redis(host=host, port=int(port), db=db, username=username,
                               password=resolve_secret(password, password_env, "password"),
-                              ssl=ssl, socket_timeout=socket_timeout)
+                              ssl=ssl, socket_timeout=socket_timeout, retry=reconnect())
 
     @property
     def client(self):
