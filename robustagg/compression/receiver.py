@@ -16,6 +16,16 @@ What the rule sees:
   result at k/d of the cost. (A rule with state across rounds, or that draws coordinates at
   random, gets the dense rows instead: its state lives in ``R^d``.)
 - **shared mask with error feedback**: the dense EF21 estimates ``h_i`` (:mod:`.memory`).
+- **shared mask with worker momentum** (``momentum`` = β > 0): each worker's momentum of what it
+  sent, kept here by worker id, ``m_i <- β m_i + (1 - β) x_i`` (``m_i = x_i`` on its first
+  message), ``x_i`` the message scattered into ``R^d`` (zero off the mask) or, with error
+  feedback, its EF21 estimate. With a random mask this is RoSDHB (Gupta, Honsell, Xu, Gupta &
+  Neglia, "Reconciling Communication Compression and Byzantine-Robustness in Distributed
+  Learning", AISTATS 2026): Polyak momentum per worker on the server after a global
+  sparsification, the rule run on the momenta. RoSDHB scales the message by d/k (unbiased
+  rand-k); momentum and the rules of this package are linear in the scale of all rows alike
+  (``rule(c x) = c rule(x)`` for mean, median, trimmed mean, Krum), so that factor is a factor
+  of the learning rate, not a different method.
 - **per-worker masks**: each message scattered into ``R^d``, zero where the worker sent nothing.
   This is what a compressed message means, but it is not robust: a coordinate-wise median over
   mostly-zero columns is mostly zero, and distances between rows of different supports hide
@@ -41,13 +51,26 @@ def stateless(rule) -> bool:
 
 
 class Receiver:
-    """For ``n`` workers, ``d`` parameters, the run's ``compressor`` and ``rule``."""
+    """For ``n`` workers, ``d`` parameters, the run's ``compressor`` and ``rule``;
+    ``momentum``: β of the worker momentum kept per worker id (0: none; shared masks only)."""
 
-    def __init__(self, compressor: Compressor, n: int, d: int, rule):
+    def __init__(self, compressor: Compressor, n: int, d: int, rule, momentum: float = 0.0):
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) \
+                or not 0 <= momentum < 1:
+            raise ValueError(f"Receiver: momentum must be in [0, 1), got {momentum!r}")
+        if momentum and not compressor.shared:
+            raise ValueError(
+                f"worker momentum needs a shared mask (randk_shared, topk_shared), not "
+                f"{compressor.name!r}: with per-worker masks the momenta would mix coordinates "
+                f"each worker chose for itself, the rows whose failure "
+                f"tests/compression/test_per_worker_masks.py shows")
         self.comp, self.d, self.k = compressor, d, compressor.k(d)
         self.shared = compressor.shared
-        self.sub = self.shared and not compressor.error_feedback and stateless(rule)
+        self.beta = float(momentum)
+        self.sub = self.shared and not compressor.error_feedback and not self.beta and \
+            stateless(rule)
         self.memory = FeedbackMemory(d) if compressor.error_feedback else None
+        self.momenta: dict[int, torch.Tensor] = {}  # worker id -> m_i (with momentum)
         self.values = torch.empty(n, self.k) if self.shared else None
         self.rows = None if self.sub else torch.empty(n, d)
         self.mask = None
@@ -104,6 +127,14 @@ class Receiver:
         elif self.shared:
             for row in range(m):
                 self.rows[row].zero_()[self.mask] = self.values[row]
+        if self.beta:
+            for row, i in enumerate(ids):
+                mom = self.momenta.get(i)
+                if mom is None:
+                    self.momenta[i] = self.rows[row].clone()
+                else:
+                    self.rows[row].copy_(mom.mul_(self.beta).add_(self.rows[row],
+                                                                  alpha=1 - self.beta))
         return self.rows[:m]
 
     def expand(self, agg: torch.Tensor) -> torch.Tensor:
@@ -120,10 +151,12 @@ class Receiver:
 
     def state_dict(self) -> dict:
         return {"memory": None if self.memory is None else self.memory.state_dict(),
-                "compressor_memory": getattr(self.comp, "memory", None)}
+                "compressor_memory": getattr(self.comp, "memory", None),
+                "momenta": {i: m.clone() for i, m in self.momenta.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         if self.memory is not None and state.get("memory") is not None:
             self.memory.load_state_dict(state["memory"])
+        self.momenta = {int(i): m.clone() for i, m in (state.get("momenta") or {}).items()}
         if state.get("compressor_memory") is not None:
             self.comp.memory = state["compressor_memory"].clone()

@@ -130,11 +130,12 @@ class TrainConfig:
         rule.check(self.workers)  # the bound, before anything starts
         self._check_rule_needs(rule)
         comp = self.build_compressor()
-        if comp.name != "none" and self.worker_momentum:
+        if comp.name != "none" and self.worker_momentum and not comp.shared:
             raise ValueError(f"worker_momentum={self.worker_momentum} does not combine with "
-                             f"compression={self.compression!r}: the server would keep a dense "
-                             f"momentum of sparse messages; use the server's momentum, or "
-                             f"error_feedback with a shared mask")
+                             f"compression={self.compression!r}: with per-worker masks the "
+                             f"momenta would mix coordinates each worker chose for itself; use a "
+                             f"shared mask (randk_shared, topk_shared), where the server keeps "
+                             f"each worker's momentum of its messages (RoSDHB)")
         atk = self.build_attack()
         if atk is not None and self.byzantine == 0:
             raise ValueError(f"attack={self.attack!r} needs byzantine >= 1, got byzantine=0")

@@ -19,9 +19,10 @@ With compression (``TrainConfig.compression``) the workers send sparse messages 
 :class:`robustagg.compression.Receiver` stands in for the buffer: it picks the round's shared
 mask (published with the parameters), turns the messages into the rows the rule aggregates
 (the ``[n, k]`` sub-matrix under a shared mask), lets a model attack forge messages from the
-honest messages, and returns the aggregate in ``R^d``. The record then holds the payload bytes
-each worker sent (``bytes_sent``, the Byzantine workers' forged messages included) and their
-sum (``bytes_round``).
+honest messages, and returns the aggregate in ``R^d``; with ``worker_momentum`` (shared masks
+only) it keeps each worker's momentum of its messages instead (RoSDHB). The record then holds
+the payload bytes each worker sent (``bytes_sent``, the Byzantine workers' forged messages
+included) and their sum (``bytes_round``).
 
 The rule's inputs besides the rows: with ``weighted`` each row's weight is its worker's shard
 size; with ``server_root_samples`` the server keeps that many training samples out of every
@@ -81,7 +82,7 @@ class ParameterServer:
         d = sum(p.numel() for p in self.parameters)
         compressor = cfg.build_compressor()
         self.receiver = None if compressor.name == "none" else \
-            Receiver(compressor, cfg.workers, d, self.rule)
+            Receiver(compressor, cfg.workers, d, self.rule, momentum=cfg.worker_momentum)
         self.rows = self._buffer(cfg.workers, d) if self.receiver is None else None
         self.backend = backend or make_backend(cfg.backend, **cfg.backend_kwargs)
         root, shards = self._split(data)

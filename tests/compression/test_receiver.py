@@ -124,3 +124,61 @@ def test_topk_shared_observes_the_expanded_aggregate():
     before = comp.memory.clone()
     rx.end(agg * float("nan"), finite=False)  # a skipped step teaches nothing
     assert torch.equal(comp.memory, before)
+
+
+@pytest.mark.parametrize("error_feedback", [False, True])
+def test_worker_momentum_per_worker_id(error_feedback):
+    """With momentum β the rule sees m_i = β m_i + (1 - β) x_i (m_i = x_i on the first
+    message), x_i the message scattered into R^d, or its EF21 estimate; a worker that misses a
+    round keeps its momentum; the momenta survive a checkpoint."""
+    beta, d = 0.9, 50
+    make = lambda: RandKShared(ratio=0.1, error_feedback=error_feedback, seed=1)  # noqa: E731
+    comp = make()
+    rx = Receiver(comp, 3, d, ra.Mean(), momentum=beta)
+    assert not rx.sub
+    h = {i: torch.zeros(d) for i in (0, 2, 5)}
+    m = {}
+    for r in range(5):
+        mask = rx.begin(r)
+        ids = [0, 2, 5] if r != 2 else [0, 5]
+        g = torch.randn(3, d, generator=torch.Generator().manual_seed(r))
+        x = rx.matrix(rx.fill({i: comp.compress(g[j], mask) for j, i in enumerate(ids)}))
+        for j, i in enumerate(ids):
+            if error_feedback:
+                h[i][mask] = g[j][mask]
+                xi = h[i].clone()
+            else:
+                xi = torch.zeros(d)
+                xi[mask] = g[j][mask]
+            m[i] = xi if i not in m else beta * m[i] + (1 - beta) * xi
+            torch.testing.assert_close(x[j], m[i], rtol=1e-6, atol=1e-7)
+    fresh = Receiver(make(), 3, d, ra.Mean(), momentum=beta)
+    fresh.load_state_dict(rx.state_dict())
+    assert sorted(fresh.momenta) == [0, 2, 5]
+    assert all(torch.equal(fresh.momenta[i], rx.momenta[i]) for i in m)
+
+
+@pytest.mark.parametrize("rule", [ra.Mean(), ra.CoordinateMedian(), ra.TrimmedMean(f=2),
+                                  ra.Krum(f=2)], ids=lambda r: type(r).__name__)
+def test_unbiased_scaling_is_a_learning_rate_factor(rule):
+    """RoSDHB sends (d/k) g[M]; with worker momentum the aggregate of scaled messages is the
+    aggregate of unscaled ones times d/k, so the scale is a factor of the learning rate."""
+    scale = D / RandKShared(ratio=0.01).k(D)
+    out = []
+    for c in (1.0, scale):
+        comp = RandKShared(ratio=0.01, seed=5)
+        rx = Receiver(comp, N, D, rule, momentum=0.9)
+        for r in range(3):
+            mask = rx.begin(r)
+            g, _ = messages(comp, mask, seed=r)
+            x = rx.matrix(rx.fill({i: comp.compress(c * g[i], mask) for i in range(N)}))
+        out.append(rule(x))
+    torch.testing.assert_close(out[1], scale * out[0], rtol=1e-4, atol=1e-6)
+
+
+def test_worker_momentum_is_refused_where_it_means_nothing():
+    with pytest.raises(ValueError, match="worker momentum needs a shared mask"):
+        Receiver(compressor("topk", ratio=0.01), N, D, ra.Mean(), momentum=0.9)
+    for bad in (1.0, -0.1, True):
+        with pytest.raises(ValueError, match="momentum must be in"):
+            Receiver(RandKShared(ratio=0.01), N, D, ra.Mean(), momentum=bad)

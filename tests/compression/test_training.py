@@ -60,14 +60,18 @@ def test_settings_are_checked(tmp_path):
         TrainConfig(compression="topk", compression_kwargs={"ratio": 2})
     with pytest.raises(ValueError, match="worker_momentum=0.9 does not combine"):
         TrainConfig(compression="topk", worker_momentum=0.9)
+    TrainConfig(compression="randk_shared", worker_momentum=0.9)  # RoSDHB: kept by the server
     with pytest.raises(ValueError, match="error_feedback needs a shared mask"):
         TrainConfig(compression="topk", compression_kwargs={"error_feedback": True})
 
 
-def test_a_checkpointed_run_resumes_with_its_compression_memory(tmp_path):
-    kw = dict(rule="median", attack="alie", compression="topk_shared",
-              compression_kwargs={"ratio": 0.05, "error_feedback": True}, rounds=4,
-              eval_every=4)
+@pytest.mark.parametrize("compression,extra", [
+    ("topk_shared", {"compression_kwargs": {"ratio": 0.05, "error_feedback": True}}),
+    ("randk_shared", {"compression_kwargs": {"ratio": 0.05}, "worker_momentum": 0.9}),
+])
+def test_a_checkpointed_run_resumes_with_its_compression_memory(tmp_path, compression, extra):
+    kw = dict(rule="median", attack="alie", compression=compression, rounds=4, eval_every=4,
+              **extra)
     whole = run(tmp_path / "whole", **kw)
     run(tmp_path / "split", **{**kw, "rounds": 2, "checkpoint_every": 2})
     resumed = run(tmp_path / "split", **{**kw, "resume": True, "checkpoint_every": 2})
