@@ -8,18 +8,18 @@ multi-node cluster each node holds and aggregates its slice of the model.
 from __future__ import annotations
 
 
-def spread(k: int, cpus: float, timeout_s: float = 120.0):
-    """A ready ``SPREAD`` placement group of k bundles of ``cpus`` CPUs each (fractions
-    allowed). Raises ``TimeoutError`` naming the request when the cluster cannot place it in
-    ``timeout_s`` seconds (too few free CPUs)."""
+def spread(k: int, resources: dict, timeout_s: float = 120.0):
+    """A ready ``SPREAD`` placement group of k bundles of ``resources`` each (e.g.
+    ``{"memory": 2**26}``). Raises ``TimeoutError`` naming the request when the cluster cannot
+    place it in ``timeout_s`` seconds."""
     import ray
     from ray.util.placement_group import placement_group, remove_placement_group
 
-    pg = placement_group([{"CPU": cpus}] * k, strategy="SPREAD")
+    pg = placement_group([dict(resources)] * k, strategy="SPREAD")
     ready, _ = ray.wait([pg.ready()], timeout=timeout_s)
     if not ready:
         remove_placement_group(pg)
-        raise TimeoutError(f"placement group of {k} bundles of {cpus} CPU not placed within "
+        raise TimeoutError(f"placement group of {k} bundles of {resources} not placed within "
                            f"{timeout_s} s; free resources: {ray.available_resources()}")
     return pg
 

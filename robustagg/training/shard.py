@@ -61,10 +61,15 @@ class Shard:
             return getattr(self, method)(*args)
 
     def where(self) -> dict:
-        """Where this shard runs: its process and host (for tests and logs)."""
+        """Where this shard runs: its process, host and (on Ray) node id, for tests and logs."""
         import socket
+        import sys
 
-        return {"index": self.index, "pid": os.getpid(), "host": socket.gethostname()}
+        node = None
+        if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+            node = sys.modules["ray"].get_runtime_context().get_node_id()
+        return {"index": self.index, "pid": os.getpid(), "host": socket.gethostname(),
+                "node": node, "columns": [self.lo, self.hi]}
 
     # ---- the round's rows ----
     def params(self) -> torch.Tensor:

@@ -55,19 +55,23 @@ class LocalShards:
         self.shards = []
 
 
-class RayShards:
-    """The shards as Ray actors, one per bundle of a ``SPREAD`` placement group (``cpus``
-    reserved for each: they compute only between the workers' answers)."""
+# What each shard's bundle reserves: memory rather than CPU, so that the workers' CPU shares
+# (the cluster's CPUs divided among them) still fit; the shards compute only between answers.
+SHARD_BUNDLE = {"memory": 2 ** 26}
 
-    def __init__(self, cfg, bounds, flat, cpus: float = 0.01):
+
+class RayShards:
+    """The shards as Ray actors, one per bundle of a ``SPREAD`` placement group."""
+
+    def __init__(self, cfg, bounds, flat):
         import ray
 
         from robustagg.backends import ray_placement
 
         self.ray, self.placement = ray, ray_placement
-        self.pg = ray_placement.spread(len(bounds), cpus)
+        self.pg = ray_placement.spread(len(bounds), SHARD_BUNDLE)
         cls = ray.remote(Shard)
-        self.actors = [cls.options(num_cpus=cpus, max_restarts=0,
+        self.actors = [cls.options(num_cpus=0, memory=SHARD_BUNDLE["memory"], max_restarts=0,
                                    **ray_placement.bundle(self.pg, s))
                        .remote(cfg, s, lo, hi, flat[lo:hi].numpy())
                        for s, (lo, hi) in enumerate(bounds)]
@@ -94,15 +98,16 @@ class ShardedServer(ParameterServer):
 
     def __init__(self, cfg, backend=None):
         super().__init__(cfg, backend)
-        flat = ParameterServer.params(self)
-        self.bounds = shard_bounds(flat.numel(), cfg.server_shards)
-        group = RayShards if cfg.backend == "ray" else LocalShards
-        self.shards = group(cfg, self.bounds, flat)
         self.keeps_center = isinstance(getattr(self.rule, "rule", self.rule), CenteredClipping)
         self._synced = True
 
     def _buffer(self, n, d):
-        return None  # the rows live in the shards
+        """The rows live in the shards: start them here, once the model exists and before the
+        workers take the cluster's CPUs (so the placement group can still spread)."""
+        self.bounds = shard_bounds(d, self.cfg.server_shards)
+        group = RayShards if self.cfg.backend == "ray" else LocalShards
+        self.shards = group(self.cfg, self.bounds, ParameterServer.params(self))
+        return None
 
     def params(self) -> torch.Tensor:
         """The model as one float32 vector, gathered from the shards."""
