@@ -54,6 +54,16 @@ from robustagg.run.worker import build_worker, compute_gradient, derive_seed, si
 from .snapshot import StateError, restore, snapshot
 
 
+def fold_momentum(store: dict, i: int, g: torch.Tensor, beta: float) -> torch.Tensor:
+    """Worker i's vector of the round: ``g``, or with ``beta`` its momentum
+    ``(1 - β) g + β m_i`` (``g`` itself the first time), kept in ``store`` by worker id."""
+    if not beta:
+        return g
+    m = store.get(i)
+    store[i] = g.clone() if m is None else m.mul_(beta).add_(g, alpha=1 - beta)
+    return store[i]
+
+
 class ParameterServer:
     """Holds the training state of one run of ``cfg`` (a :class:`TrainConfig`) and drives the
     workers through ``backend`` (a :class:`~robustagg.backends.base.Backend`; default: the one
@@ -131,16 +141,23 @@ class ParameterServer:
     def _fill(self, grads: dict) -> list[int]:
         """Write each arrived vector (a gradient, or with ``worker_momentum`` the worker's
         momentum) into ``self.rows`` in worker-id order; returns the ids of the rows."""
-        beta = self.cfg.worker_momentum
         ids = sorted(grads)
         for k, i in enumerate(ids):
-            g = grads[i]
-            if beta:
-                m = self.worker_momentum.get(i)
-                g = self.worker_momentum[i] = g.clone() if m is None else \
-                    m.mul_(beta).add_(g, alpha=1 - beta)
-            self.rows[k].copy_(g)
+            self.rows[k].copy_(fold_momentum(self.worker_momentum, i, grads[i],
+                                             self.cfg.worker_momentum))
         return ids
+
+    def _check_arrivals(self, ids, arr, r) -> None:
+        """Stop the run when the rule's bound fails for the ``ids`` that arrived in round r,
+        naming the missing workers and why they are missing."""
+        c = self.cfg
+        try:
+            self.rule.check(len(ids))
+        except ValueError as e:
+            missing = sorted(set(range(c.workers)) - set(ids))
+            raise RuntimeError(f"round {r}: only {len(ids)} of {c.workers} workers answered within "
+                               f"round_timeout_s={c.round_timeout_s} (missing {missing}: "
+                               f"{arr.errors}); {e}") from None
 
     def step(self) -> dict:
         """Run one round; return its metrics record (plain data). torch runs on one thread, like
@@ -177,13 +194,7 @@ class ParameterServer:
                 forged = forged.clone()  # may be a view of the rows it is about to overwrite
             self.rows[h:h + len(self.byzantine)].copy_(forged)
             ids = honest_ids + sorted(self.byzantine)
-        try:
-            self.rule.check(len(ids))
-        except ValueError as e:
-            missing = sorted(set(range(c.workers)) - set(ids))
-            raise RuntimeError(f"round {r}: only {len(ids)} of {c.workers} workers answered within "
-                               f"round_timeout_s={c.round_timeout_s} (missing {missing}: "
-                               f"{arr.errors}); {e}") from None
+        self._check_arrivals(ids, arr, r)
         # every message of a round has the same size (forged ones too: a valid message)
         sent = {i: 4 * params.numel() if rx is None else rx.message_bytes for i in ids}
         x = self.rows[:len(ids)] if rx is None else rx.matrix(ids)

@@ -27,6 +27,8 @@ from robustagg.functional.bulyan import _closest_to_median_mean
 from robustagg.functional.clip import clip_to
 from robustagg.run.worker import single_thread
 
+from .server import fold_momentum
+
 
 class Shard:
     """Shard ``index`` of run ``cfg`` (a ``TrainConfig``), owning columns ``[lo, hi)``;
@@ -85,14 +87,9 @@ class Shard:
         bad = sorted(i for i, g in checked.items() if g is None)
         if bad:
             return bad
-        beta = self.cfg.worker_momentum
         for k, i in enumerate(sorted(checked)):
-            g = checked[i]
-            if beta:
-                m = self.momentum.get(i)
-                g = self.momentum[i] = g.clone() if m is None else \
-                    m.mul_(beta).add_(g, alpha=1 - beta)
-            self.rows[k].copy_(g)
+            self.rows[k].copy_(fold_momentum(self.momentum, i, checked[i],
+                                             self.cfg.worker_momentum))
         self.m = len(checked)
         self.x = self.rows[:self.m]
         return []

@@ -156,13 +156,7 @@ class ShardedServer(ParameterServer):
                     seen = []
             self.shards.call("forge", seen, h, len(self.byzantine))
             ids = honest_ids + sorted(self.byzantine)
-        try:
-            self.rule.check(len(ids))
-        except ValueError as e:
-            missing = sorted(set(range(c.workers)) - set(ids))
-            raise RuntimeError(f"round {r}: only {len(ids)} of {c.workers} workers answered within "
-                               f"round_timeout_s={c.round_timeout_s} (missing {missing}: "
-                               f"{arr.errors}); {e}") from None
+        self._check_arrivals(ids, arr, r)
         self.rule.selected = coordinator.aggregate(self.shards, self.rule, len(ids), d)
         t2 = time.perf_counter()
         finite = all(self.shards.call("agg_finite"))
