@@ -1,6 +1,7 @@
 """Compression benchmarks: accuracy against bytes sent, and the cost of compressing.
 
     python -m experiments.bench_compression accuracy   # rules x attacks x k/d, ~10 min on 2 cores
+    python -m experiments.bench_compression goal       # k/d = 0.01 shared masks vs dense, 3 seeds
     python -m experiments.bench_compression cost       # top-k vs approximate top-k at d = 1e7
     python -m experiments.bench_compression plot       # the PNGs of docs/compression.md
 
@@ -11,6 +12,15 @@ with server momentum 0.9, the local backend (the same gradients as Ray, without 
 IPM): the dense run (k/d = 1), and for k/d in {0.1, 0.01, 0.001} per-worker masks (``topk``)
 and a shared mask (``topk_shared`` with error feedback). Records the final test accuracy and
 the bytes the workers sent per round (payload: values, plus indices without a shared mask).
+
+``goal``: the k/d = 0.01 shared-mask settings of :data:`GOAL` against the dense run, for each
+rule and attack above and each ``--seeds``, every run ``2 --rounds`` rounds long with the test
+accuracy every ``--rounds // 5`` rounds. Two bases of comparison come out of the same runs:
+the same number of rounds (both at ``--rounds``), and the compressed run at ``2 --rounds``
+against the dense run at ``--rounds``, which is 1/50 of the dense run's bytes (k/d = 0.01:
+1/100 per round); the dense run's accuracy at ``2 --rounds`` tells whether it had stopped
+improving. Settings other than the compression (lr, momentum) are each setting's own: the
+dense one of ``accuracy``, the compressed ones tuned on seed 0 (docs/compression.md).
 
 ``cost``: at d = 1e7, one thread, the time to compress one float32 gradient with ``topk``,
 ``approx_topk`` and ``randk_shared`` (a gather), against the memory read bound (one pass
@@ -30,6 +40,20 @@ RATIOS = (0.1, 0.01, 0.001)
 RULES = ("mean", "median", "trimmed_mean", "krum")
 ATTACKS = ("alie", "ipm")
 MASKS = {"per-worker": ("topk", {}), "shared": ("topk_shared", {"error_feedback": True})}
+BASE = dict(workers=10, byzantine=2, backend="local", progress=False)
+DENSE = dict(compression="none", lr=0.1, momentum=0.9)
+# label -> TrainConfig settings at k/d = 0.01 with a shared mask (lr tuned on seed 0, median/ALIE)
+GOAL = {
+    "dense": DENSE,
+    "EF21, top-k shared mask, lr 0.1": dict(compression="topk_shared", lr=0.1, momentum=0.9,
+                                            compression_kwargs={"ratio": 0.01,
+                                                                "error_feedback": True}),
+    "EF21, top-k shared mask": dict(compression="topk_shared", lr=0.03, momentum=0.9,
+                                    compression_kwargs={"ratio": 0.01, "error_feedback": True}),
+    "RoSDHB (rand-k, worker momentum)": dict(compression="randk_shared", lr=3.0, momentum=0.0,
+                                             worker_momentum=0.9,
+                                             compression_kwargs={"ratio": 0.01}),
+}
 
 
 def dataset():
@@ -77,6 +101,41 @@ def accuracy(args):
                 print(json.dumps(done[-1]), flush=True)
                 with open(path, "w") as fh:
                     json.dump(done, fh, indent=1)
+
+
+def goal(args):
+    import torch
+
+    from robustagg.run.config import TrainConfig
+    from robustagg.training import train
+
+    torch.set_num_threads(1)
+    path = os.path.join(args.out, "goal.json")
+    done = json.load(open(path)) if os.path.exists(path) else []
+    have = {(r["rule"], r["attack"], r["setting"], r["seed"], r["rounds"]) for r in done}
+    ds, total = dataset(), 2 * args.rounds
+    for seed in args.seeds:
+        for rule in RULES:
+            for attack in ATTACKS:
+                for label, kw in GOAL.items():
+                    if (rule, attack, label, seed, total) in have:
+                        continue
+                    t0 = time.perf_counter()
+                    res = train(TrainConfig(
+                        **BASE, **kw, dataset=ds, rule=rule, attack=attack, rounds=total,
+                        eval_every=max(1, args.rounds // 5), seed=seed,
+                        output_dir=os.path.join(args.out, "runs", f"goal-{os.getpid()}")))
+                    bytes_round = res.history[0]["bytes_round"]
+                    done.append({
+                        "rule": rule, "attack": attack, "setting": label, "seed": seed,
+                        "rounds": total, "dataset": ds, "bytes_round": bytes_round,
+                        "curve": [(r["round"] + 1, (r["round"] + 1) * bytes_round, r["test_acc"])
+                                  for r in res.history if "test_acc" in r],
+                        "wall_s": time.perf_counter() - t0})
+                    print(json.dumps({k: v for k, v in done[-1].items() if k != "curve"} |
+                                     {"final_acc": done[-1]["curve"][-1][2]}), flush=True)
+                    with open(path, "w") as fh:
+                        json.dump(done, fh, indent=1)
 
 
 def _best(fn, repeats):
@@ -151,6 +210,10 @@ def plot(args):
     fig.tight_layout()
     fig.savefig(os.path.join(args.img, "compression_accuracy.png"), dpi=120)
 
+    goal_path = os.path.join(args.out, "goal.json")
+    if os.path.exists(goal_path):
+        plot_goal(plt, json.load(open(goal_path)), args.img)
+
     c = json.load(open(os.path.join(args.out, "cost.json")))
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for name, marker in (("topk", "o"), ("approx_topk", "s"), ("randk_shared", "^")):
@@ -172,18 +235,59 @@ def plot(args):
     fig.savefig(os.path.join(args.img, "compression_cost.png"), dpi=120)
 
 
+def plot_goal(plt, runs, img):
+    """Test accuracy against the bytes sent so far (all workers), mean over seeds with their
+    range, one panel per attack and rule; the dotted line is 1/50 of the dense run's bytes at
+    half its length."""
+    import numpy as np
+
+    labels = list(dict.fromkeys(r["setting"] for r in runs))
+    fig, axes = plt.subplots(len(ATTACKS), len(RULES), figsize=(15, 6.5), sharex=True,
+                             sharey=True)
+    for i, attack in enumerate(ATTACKS):
+        for j, rule in enumerate(RULES):
+            ax = axes[i][j]
+            for label, color in zip(labels, ("k", "tab:gray", "tab:blue", "tab:orange")):
+                curves = [r["curve"] for r in runs if (r["rule"], r["attack"], r["setting"])
+                          == (rule, attack, label)]
+                if not curves:
+                    continue
+                acc = 100 * np.array([[p[2] for p in c] for c in curves])
+                b = [p[1] for p in curves[0]]
+                ax.plot(b, acc.mean(0), "-o", ms=2.5, color=color, label=label)
+                ax.fill_between(b, acc.min(0), acc.max(0), color=color, alpha=0.15)
+            dense = [r for r in runs if r["setting"] == "dense"]
+            if dense:
+                ax.axvline(dense[0]["bytes_round"] * dense[0]["rounds"] / 2 / 50, ls=":",
+                           color="k", lw=0.8)
+            ax.set_xscale("log")
+            ax.set_ylim(40, 90)
+            ax.grid(alpha=0.3)
+            ax.set_title(f"{rule}, {attack.upper()}", fontsize=9)
+            if i == len(ATTACKS) - 1:
+                ax.set_xlabel("bytes sent so far (all workers)")
+            if j == 0:
+                ax.set_ylabel("test accuracy %")
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"k/d = 0.01, shared masks against dense: mean of {len({r['seed'] for r in runs})}"
+                 f" seeds and their range; n = 10, f = 2 ({runs[0]['dataset']})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(os.path.join(img, "compression_goal.png"), dpi=110)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=("accuracy", "cost", "plot"))
+    p.add_argument("what", choices=("accuracy", "goal", "cost", "plot"))
     p.add_argument("--rounds", type=int, default=150)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--d", default="1e7")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="outputs/bench_compression")
     p.add_argument("--img", default="docs/img")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    {"accuracy": accuracy, "cost": cost, "plot": plot}[args.what](args)
+    {"accuracy": accuracy, "goal": goal, "cost": cost, "plot": plot}[args.what](args)
 
 
 if __name__ == "__main__":
