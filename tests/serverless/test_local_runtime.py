@@ -159,3 +159,26 @@ def test_counters_add_up_under_concurrent_calls(fn):
     assert after["invocations"] - before["invocations"] == statuses.count(200) >= 1
     assert after["throttles"] - before["throttles"] == statuses.count(429)
     assert sorted(set(statuses)) <= [200, 429] and len(statuses) == 8
+
+
+def test_a_client_gone_mid_answer_prints_no_traceback(capsys):
+    """A runtime killed while the Runtime API answers it (the soak's kills) broke the pipe and
+    printed a traceback; a client gone away is not the server's error. Other errors still show."""
+    from robustagg.backends.serverless.local_pool import LoopbackServer, QuietHandler
+
+    class Raises(QuietHandler):
+        def do_GET(self):
+            if self.path == "/bug":
+                raise ValueError("bug")
+            raise BrokenPipeError(32, "Broken pipe")
+
+    server = LoopbackServer(Raises)
+    try:
+        for path in ("/gone", "/bug"):
+            with pytest.raises(Exception):
+                urllib.request.urlopen(f"http://{server.address}{path}", timeout=5)
+    finally:
+        server.stop()
+    err = capsys.readouterr().err
+    assert err.count("Exception occurred during processing") == 1 and "ValueError: bug" in err
+    assert "BrokenPipeError" not in err

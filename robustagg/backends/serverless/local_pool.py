@@ -27,6 +27,7 @@ import math
 import os
 import queue
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -75,6 +76,12 @@ class LoopbackServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), handler_class)
         self.address = f"127.0.0.1:{self.server_address[1]}"
         threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that went away mid-answer (an environment killed while its runtime waited for
+        # work) is not the server's error: no traceback on stderr. Anything else is printed.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def stop(self) -> None:
         self.shutdown()
