@@ -1,4 +1,5 @@
 """Helpers for the experiments tests: compose the project's Hydra config, run the CLI in-process."""
+import logging
 import sys
 from pathlib import Path
 
@@ -31,9 +32,24 @@ def cli(monkeypatch):
     from experiments.train import main
 
     def _cli(*args):
-        # Hydra's logging setup would stay on the root logger for the rest of the session.
+        # Hydra's logging setup would stay on the root logger for the rest of the session, and
+        # its "disabled" configs disable every existing logger and raise the root to ERROR:
+        # restored afterwards, so later tests' logs (and caplog) still work.
         quiet = ["hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
         monkeypatch.setattr(sys, "argv", ["experiments.train", *args, *quiet])
-        return main()
+        root = logging.getLogger()
+        saved = (root.level, list(root.handlers),
+                 {name: (lg.disabled, lg.level, lg.propagate)
+                  for name, lg in logging.Logger.manager.loggerDict.items()
+                  if isinstance(lg, logging.Logger)})
+        try:
+            return main()
+        finally:
+            root.setLevel(saved[0])
+            root.handlers[:] = saved[1]
+            for name, lg in logging.Logger.manager.loggerDict.items():
+                if isinstance(lg, logging.Logger):  # loggers made during the run: enabled
+                    lg.disabled, lg.level, lg.propagate = saved[2].get(name, (False, lg.level,
+                                                                              lg.propagate))
 
     return _cli

@@ -36,6 +36,8 @@ def test_permutation_invariance(seed, which):
 @given(seed=st.integers(0, 2**31 - 1), name=st.sampled_from(EQUIVARIANT))
 def test_translation_equivariance(seed, name):
     _, kw, n = next(c for c in ALL if c[0] == name)
+    if name == "geometric_median":  # the property is the limit's: Weiszfeld run to convergence
+        kw = {**kw, "tol": 1e-12}   # (its default stop, tol·(1 + |z|), moves with the shift)
     x = make_inputs("normal", n, 6, seed)
     shift = torch.randn(6, generator=torch.Generator().manual_seed(seed + 1)) * 10
     torch.testing.assert_close(ra.aggregator(name, **kw)(x + shift),
