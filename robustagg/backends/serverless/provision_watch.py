@@ -11,6 +11,7 @@ round's stats.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import statistics
 
@@ -32,6 +33,9 @@ def curve_points(sizing: dict | None) -> list[SizePoint] | None:
     return out
 
 
+_WINDOW = 4096  # billed durations the median is taken over
+
+
 class ProvisionWatch:
     """Judge ``memory_mb`` every ``every`` rounds from the workers' billed ms and peak MB."""
 
@@ -41,7 +45,8 @@ class ProvisionWatch:
             raise ValueError(f"watch_threshold must be in (0, 1), got {threshold}")
         self.memory_mb, self.threshold, self.threads, self.every = memory_mb, threshold, threads, every
         self.curve = curve_points(sizing)
-        self.billed: list[float] = []
+        # the latest invocations only: a run's memory stays flat however long it goes
+        self.billed: collections.deque[float] = collections.deque(maxlen=_WINDOW)
         self.peak: dict[int, float] = {}
         self.verdict = "ok"
         self.rounds = 0
