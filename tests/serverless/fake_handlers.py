@@ -6,7 +6,8 @@ import time
 def echo(event, context):
     return {"event": event, "remaining_ms": context.get_remaining_time_in_millis(),
             "pid": os.getpid(), "memory": os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"),
-            "secret": os.environ.get("RA_FAKE_SECRET")}
+            "secret": os.environ.get("RA_FAKE_SECRET"),
+            "leak": os.environ.get("RA_SERVER_ADMIN_PASSWORD")}
 
 
 def act(event, context):

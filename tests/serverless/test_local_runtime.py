@@ -182,3 +182,13 @@ def test_a_client_gone_mid_answer_prints_no_traceback(capsys):
     err = capsys.readouterr().err
     assert err.count("Exception occurred during processing") == 1 and "ValueError: bug" in err
     assert "BrokenPipeError" not in err
+
+
+def test_the_function_does_not_see_the_callers_environment(monkeypatch):
+    # A local function sees its configuration and the AWS_ credentials that stand in for its
+    # role, not the caller's other variables (the server's store password among them).
+    monkeypatch.setenv("RA_SERVER_ADMIN_PASSWORD", "not-for-workers")
+    with LocalLambda("tests.serverless.fake_handlers.echo", memory_mb=256, timeout_s=5,
+                     concurrency=1, environment={"RA_FAKE_SECRET": "from-config"}) as f:
+        r = invoker(f).invoke({"a": 1})
+    assert r.ok and r.payload["secret"] == "from-config" and r.payload["leak"] is None

@@ -54,6 +54,10 @@ def send_json(handler: BaseHTTPRequestHandler, status: int, body, headers=None) 
     handler.wfile.write(data)
 
 
+_INHERITED = {"PATH", "HOME", "LANG", "TZ", "TMPDIR", "PYTHONPATH", "PYTHONHASHSEED",
+              "LD_LIBRARY_PATH", "VIRTUAL_ENV"}
+_PREFIXES = ("LC_", "AWS_", "OPENBLAS_", "ROBUSTAGG_")
+
 class QuietHandler(BaseHTTPRequestHandler):
     """HTTP/1.1, no Nagle delay, no access log; ``body()`` reads the request body."""
     protocol_version = "HTTP/1.1"
@@ -141,7 +145,11 @@ class Environment:
         self.server = LoopbackServer(self._runtime_api())
         self.log_path = os.path.join(fn.log_dir, f"env{index}.log")
         self.log = open(self.log_path, "ab+")
-        env = dict(os.environ)
+        # A real function sees its own configuration, its role's AWS credentials and the
+        # runtime's variables, not the caller's whole environment (which may hold the store's
+        # admin password): pass only what a Python process needs and the AWS_ variables that
+        # stand in for the execution role.
+        env = {k: v for k, v in os.environ.items() if k in _INHERITED or k.startswith(_PREFIXES)}
         env.update(fn.environment)
         threads = str(max(1, math.floor(fn.memory_mb / LAMBDA_MB_PER_VCPU)))
         env.update({
