@@ -95,12 +95,21 @@ def test_round_deadline_counts_from_the_round_start(ray_local, monkeypatch):
     backend.start(specs)
     params = torch.zeros(650)
     real_put, real_wait = ray.put, ray.wait
+
+    def all_answer(first_round):
+        # The deadline is under test, not the actor's start: on a loaded machine Ray may report
+        # the new actor unavailable for a moment, so a few rounds are allowed to settle it.
+        for r in range(first_round, first_round + 5):
+            got = backend.compute(r, params, [0, 1, 2], timeout_s=60)
+            if set(got.grads) == {0, 1, 2}:
+                return
+        raise AssertionError(f"workers did not all answer in 5 rounds: {got.errors}")
+
     try:
-        first = backend.compute(0, params, [0, 1, 2], timeout_s=60)
-        assert set(first.grads) == {0, 1, 2}, first.errors
+        all_answer(0)
         # publishing takes longer than the whole round may: no answer can be in time
         monkeypatch.setattr(ray, "put", lambda *a, **k: (time.sleep(0.5), real_put(*a, **k))[1])
-        late = backend.compute(1, params, [0, 1, 2], timeout_s=0.3)
+        late = backend.compute(10, params, [0, 1, 2], timeout_s=0.3)
         assert not late.grads and set(late.errors) == {0, 1, 2}, late.errors
         assert all(why.startswith("timeout") for why in late.errors.values())
         monkeypatch.setattr(ray, "put", real_put)
@@ -112,11 +121,10 @@ def test_round_deadline_counts_from_the_round_start(ray_local, monkeypatch):
             return got
 
         monkeypatch.setattr(ray, "wait", returns_late)
-        late = backend.compute(2, params, [0, 1, 2], timeout_s=0.3)
+        late = backend.compute(11, params, [0, 1, 2], timeout_s=0.3)
         assert not late.grads and set(late.errors) == {0, 1, 2}, late.errors
         monkeypatch.setattr(ray, "wait", real_wait)
-        again = backend.compute(3, params, [0, 1, 2], timeout_s=60)
-        assert set(again.grads) == {0, 1, 2}, again.errors
+        all_answer(12)
     finally:
         monkeypatch.undo()
         backend.close()
