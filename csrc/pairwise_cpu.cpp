@@ -266,9 +266,13 @@ void pairwise(const T* x, int64_t n, int64_t d, double* out, int threads) {
   const int64_t blocks = std::max<int64_t>((d + block - 1) / block, 1);
   const int64_t nn = n * n;
   const int64_t groups = std::clamp<int64_t>(kAccBudget / nn, 1, blocks);
-  // Reused by the calling thread's next call: a fresh 8 MiB costs page faults on every call.
-  static thread_local std::vector<double> acc;
-  acc.assign(static_cast<size_t>(groups * nn), 0.0);
+  // Up to the budget, reused by the calling thread's next call (a fresh 8 MiB costs page
+  // faults on every call); the single n x n of a larger n is not kept after the call.
+  const size_t cells = static_cast<size_t>(groups * nn);
+  static thread_local std::vector<double> kept;
+  std::vector<double> once;
+  std::vector<double>& acc = cells <= static_cast<size_t>(kAccBudget) ? kept : once;
+  acc.assign(cells, 0.0);
   const Job<T> job{x, n, d, block, blocks, (n + ti - 1) / ti, groups, acc.data()};
   const int64_t items = groups * job.tiles;
   // A thread is worth waking for at least ~4M pair-coordinates (about a millisecond).
