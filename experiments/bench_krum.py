@@ -135,11 +135,17 @@ def load_peers() -> tuple[dict, dict]:
     return found, missing
 
 
-def _byzfl(root: Path) -> dict:
+def byzfl_aggregators(root: Path):
+    """ByzFL's ``byzfl.aggregators.aggregators`` module, imported under stub parent packages
+    (``import byzfl`` pulls torchvision); ``root``: the installed ``byzfl`` package folder."""
     _stub_package("byzfl", root)
     _stub_package("byzfl.utils", root / "utils")
     _stub_package("byzfl.aggregators", root / "aggregators")
-    agg = importlib.import_module("byzfl.aggregators.aggregators")
+    return importlib.import_module("byzfl.aggregators.aggregators")
+
+
+def _byzfl(root: Path) -> dict:
+    agg = byzfl_aggregators(root)
     return {"krum": lambda x, f: agg.Krum(f=f)(x),
             "multi_krum": lambda x, f: agg.MultiKrum(f=f)(x),
             "median": lambda x, f: agg.Median()(x),

@@ -30,12 +30,21 @@ BYZFL = {"mean": "Average", "median": "Median", "trimmed_mean": "TrMean", "krum"
 
 
 def byzfl_module():
-    """``(module, None)`` or ``(None, why it cannot be used)``."""
+    """``(module, None)`` or ``(None, why it cannot be used)``: ByzFL's aggregators module,
+    imported on its own when ``import byzfl`` fails for a part a benchmark does not need (its
+    ``__init__`` imports torchvision); ``pip install --no-deps byzfl`` is enough."""
+    import importlib.util
+    from pathlib import Path
+
+    from experiments.bench_krum import byzfl_aggregators
+
+    spec = importlib.util.find_spec("byzfl")
+    if spec is None or not spec.submodule_search_locations:
+        return None, "byzfl is not installed (pip install --no-deps byzfl)"
     try:
-        import byzfl
+        return byzfl_aggregators(Path(list(spec.submodule_search_locations)[0])), None
     except Exception as e:  # noqa: BLE001 - any import failure means: no ByzFL column
         return None, f"{type(e).__name__}: {e}"
-    return byzfl, None
 
 
 def native_rules(f: int) -> dict:
