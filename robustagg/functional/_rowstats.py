@@ -25,6 +25,20 @@ def row_dots(x: torch.Tensor, v: torch.Tensor | None = None) -> torch.Tensor:
     return out
 
 
+def sq_distances_to(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    r"""float64 ``[n]``: :math:`\lVert x_i - v\rVert^2` by direct differences (no cancellation
+    for rows near ``v``, unlike the expansion through norms and inner products), summed in
+    float64 over column blocks; +inf for a row with NaN or ±Inf (``v`` must be finite)."""
+    n, d = x.shape
+    width = max(1, _BLOCK_VALUES // max(n, 1))
+    out = torch.zeros(n, dtype=torch.float64, device=x.device)
+    for s in range(0, d, width):
+        diff = x[:, s:s + width].double() - v[s:s + width].to(device=x.device,
+                                                              dtype=torch.float64)
+        out += (diff * diff).sum(dim=1)
+    return torch.where(torch.isnan(out), torch.full_like(out, float("inf")), out)
+
+
 def sq_norms(x: torch.Tensor) -> torch.Tensor:
     """float64 ``[n]`` squared norms; +inf for a row with NaN or ±Inf."""
     out = row_dots(x)

@@ -5,15 +5,7 @@ import torch
 
 from ._checks import as_matrix, check_bound, check_f
 from ._graph import selected_mean
-from ._rowstats import row_dots, sq_norms
-
-
-def _sq_distances_to(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """float64 ``[n]``: ‖x_i - p‖², +inf for a non-finite row (one pass over n·d values)."""
-    dist = sq_norms(x) - 2.0 * row_dots(x, p) + float(p.double().pow(2).sum())
-    # the expansion can go slightly negative through cancellation; a distance is never < 0
-    return torch.where(torch.isfinite(dist), dist.clamp_min(0.0),
-                       torch.full_like(dist, float("inf")))
+from ._rowstats import sq_distances_to
 
 
 def monna(x: torch.Tensor, f: int, pivot: int | torch.Tensor = 0,
@@ -62,7 +54,7 @@ def monna(x: torch.Tensor, f: int, pivot: int | torch.Tensor = 0,
                              f"got {tuple(distances.shape)}")
         dist = distances[row].to(torch.float64).clone()
     else:
-        dist = _sq_distances_to(x.detach(), p.detach())  # a selection: no graph
+        dist = sq_distances_to(x.detach(), p.detach())  # a selection: no graph
     if row is not None:
         dist[row] = -1.0  # the trusted vector itself first, whatever its duplicates
     selected = torch.sort(dist, stable=True).indices[: n - f]

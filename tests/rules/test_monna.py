@@ -65,3 +65,14 @@ def test_errors():
         F.monna(torch.randn(5, 3), 1, torch.zeros(4))
     with pytest.raises(ValueError, match="pivot vector must be finite"):
         F.monna(torch.randn(5, 3), 1, torch.tensor([0.0, float("inf"), 0.0]))
+
+
+def test_near_duplicates_around_a_large_offset():
+    # Distances to the pivot by direct differences: the expansion |x|^2 - 2<x, p> + |p|^2
+    # cancels when the rows sit close together far from the origin.
+    g = torch.Generator().manual_seed(3)
+    x = 1e4 + 1e-3 * torch.randn(9, 2000, generator=g, dtype=torch.float64)
+    ref = ((x - x[0]) ** 2).sum(dim=1)
+    ref[0] = -1.0
+    _, sel = F.monna(x, 3, pivot=0, return_selected=True)
+    assert sel.tolist() == torch.sort(ref, stable=True).indices[:6].tolist()
