@@ -103,8 +103,12 @@ class ModelAttack(Attack):
         self.omniscient = bool(omniscient)
 
     def __call__(self, honest: torch.Tensor, f: int, rule: Optional[Rule] = None) -> torch.Tensor:
+        # robustagg's fast row check (a sum first), imported here: `import attacks` stays free of
+        # robustagg for users who only forge tensors
+        from robustagg.functional._checks import finite_rows
+
         honest = self._check(honest, f, rule)
-        finite = torch.isfinite(honest).all(dim=1)
+        finite = finite_rows(honest)
         if not bool(finite.all()):
             # A diverging model makes honest gradients overflow; the formulas (and their searches)
             # are defined on finite rows only, so the adversary forges from those.

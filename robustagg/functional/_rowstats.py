@@ -40,10 +40,10 @@ def sq_distances_to(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 def sq_norms(x: torch.Tensor) -> torch.Tensor:
-    """float64 ``[n]`` squared norms; +inf for a row with NaN or ±Inf."""
+    """float64 ``[n]`` squared norms; +inf for a row with NaN or ±Inf (a sum of squares is
+    finite only if every entry is, so no entry-wise check is needed)."""
     out = row_dots(x)
-    return torch.where(torch.isfinite(out) & torch.isfinite(x).all(dim=1), out,
-                       torch.full_like(out, float("inf")))
+    return torch.where(torch.isfinite(out), out, torch.full_like(out, float("inf")))
 
 
 def gram_from_distances(distances: torch.Tensor, sq: torch.Tensor) -> torch.Tensor:

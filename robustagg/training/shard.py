@@ -22,6 +22,7 @@ import torch
 from robustagg import kernels
 from robustagg.backends.base import check_gradient
 from robustagg.functional import _scaling
+from robustagg.functional._checks import finite_rows
 from robustagg.functional._rowstats import _BLOCK_VALUES, row_dots
 from robustagg.functional.bulyan import _closest_to_median_mean
 from robustagg.functional.clip import clip_to
@@ -113,7 +114,7 @@ class Shard:
 
     def finite_rows(self) -> torch.Tensor:
         """bool ``[m]``: which current rows are finite on this slice."""
-        return torch.isfinite(self.x).all(dim=1)
+        return finite_rows(self.x)
 
     def sq_norms(self) -> torch.Tensor:
         """float64 ``[m]``: each current row's sum of squares over this slice."""
