@@ -58,8 +58,8 @@ from . import wire
 from .function_config import AUTH_MODES, function_environment
 from .handler import LAMBDA_COMPRESSORS, SCHEMA_VERSION
 from .provision_watch import ProvisionWatch
-from .stores import (epoch_key, grad_key, make_store, params_key, redis_acl, round_prefix,
-                     run_prefix, shard_key)
+from .stores import (epoch_key, grad_key, make_store, params_key, redis_acl, release_run,
+                     round_prefix, shard_key)
 
 HANDLER = "robustagg.backends.serverless.handler.handler"
 _SPEC_FIELDS = ("model", "model_kwargs", "batch_size", "seed", "is_byzantine", "attack",
@@ -229,12 +229,7 @@ class LambdaBackend(Backend):
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         if self.store is not None:
-            try:
-                self.store.delete_prefix(run_prefix(self.run_id))
-                if self._round_users:
-                    redis_acl.revoke(self.store.client, self.run_id)
-            finally:
-                self.store.close()
+            release_run(self.store, self.run_id, self._round_users)
         if self._lambda is not None:
             self._lambda.close()
         if self._redis is not None:

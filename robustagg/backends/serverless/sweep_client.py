@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from . import cell_result
 from .function_config import AUTH_MODES, function_environment
-from .stores import make_store, redis_acl, run_prefix
+from .stores import make_store, redis_acl, release_run
 from .wire import check_run_id
 
 EVENT_VERSION = 1
@@ -197,12 +197,7 @@ class SweepFunction:
 
     def close(self) -> None:
         if self.store is not None:
-            try:
-                self.store.delete_prefix(run_prefix(self.sweep_id))
-                if self.worker_auth == "round":
-                    redis_acl.revoke(self.store.client, self.sweep_id)
-            finally:
-                self.store.close()
+            release_run(self.store, self.sweep_id, self.worker_auth == "round")
         if self._lambda is not None:
             self._lambda.close()
         if self._redis is not None:

@@ -31,5 +31,17 @@ def make_store(config: dict) -> Store:
         raise ValueError(f"bad settings for the {kind} store: {e}") from None
 
 
+def release_run(store: Store, run_id: str, revoke_users: bool) -> None:
+    """End a run's use of ``store``: delete its keys, drop its per-round Redis users when it made
+    them (``revoke_users``), and close the store whatever failed."""
+    try:
+        store.delete_prefix(run_prefix(run_id))
+        if revoke_users:
+            from . import redis_acl
+            redis_acl.revoke(store.client, run_id)
+    finally:
+        store.close()
+
+
 __all__ = ["Store", "MemoryStore", "make_store", "STORES", "check_key", "epoch_key", "grad_key",
-           "grad_nonce", "params_key", "round_prefix", "run_prefix", "shard_key"]
+           "grad_nonce", "params_key", "release_run", "round_prefix", "run_prefix", "shard_key"]
