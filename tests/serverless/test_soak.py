@@ -45,9 +45,9 @@ import torch
 
 from robustagg.backends.serverless.stores import make_store
 from robustagg.backends.serverless.stores.redis_server import LocalRedisServer
-from robustagg.training import TrainConfig, train
+from robustagg.training import TrainConfig
 from robustagg.training.metrics import read_jsonl
-from tests.training.faults import replay
+from tests.training.faults import replay, train_under
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -229,14 +229,7 @@ def test_soak_kills_stragglers_and_redis_restarts(tmp_path):
                 backend_kwargs={"local": True, "store": srv.config(password_env=PASSWORD_ENV),
                                 "timeout_s": 30, "stats_path": str(tmp_path / "stats.jsonl")})
             chaos = Chaos(out, srv, runtime_pids(), ROUNDS)
-            chaos.start()
-            t0 = time.perf_counter()
-            try:
-                res = train(cfg)
-            finally:
-                chaos.done.set()
-                chaos.join()
-            wall = time.perf_counter() - t0
+            res, wall = train_under(chaos, cfg)
         finally:
             del os.environ[PASSWORD_ENV]
     assert not chaos.errors, chaos.errors

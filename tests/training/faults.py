@@ -2,6 +2,7 @@
 the run has got, and the run replayed in-process from its recorded omissions."""
 import dataclasses
 import os
+import time
 
 import psutil
 
@@ -63,3 +64,18 @@ def replay(cfg, history):
         return server.params()
     finally:
         server.close()
+
+
+def train_under(chaos, cfg):
+    """``train(cfg)`` while the fault thread ``chaos`` (a started-here Thread with a ``done``
+    Event) runs beside it; returns ``(result, wall seconds)``, the thread stopped either way."""
+    from robustagg.training import train
+
+    chaos.start()
+    t0 = time.perf_counter()
+    try:
+        res = train(cfg)
+    finally:
+        chaos.done.set()
+        chaos.join()
+    return res, time.perf_counter() - t0

@@ -23,9 +23,9 @@ import psutil
 import pytest
 import torch
 
-from robustagg.training import TrainConfig, train
+from robustagg.training import TrainConfig
 from robustagg.training.metrics import read_jsonl
-from tests.training.faults import actor_pids, replay, rounds_done, worker_pids
+from tests.training.faults import actor_pids, replay, rounds_done, train_under, worker_pids
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -113,14 +113,7 @@ def test_soak_kills_and_stragglers(ray_local, tmp_path):
                       rounds=ROUNDS, eval_every=100, checkpoint_every=100, round_timeout_s=0.5,
                       progress=False, output_dir=out, backend_kwargs={"max_restarts": -1})
     chaos = Chaos(out, worker_pids(), ROUNDS)
-    chaos.start()
-    t0 = time.perf_counter()
-    try:
-        res = train(cfg)
-    finally:
-        chaos.done.set()
-        chaos.join()
-    wall = time.perf_counter() - t0
+    res, wall = train_under(chaos, cfg)
     assert not chaos.errors, chaos.errors
     logged = read_jsonl(os.path.join(out, "metrics.jsonl"))
     assert [r["round"] for r in logged] == list(range(ROUNDS))  # each round once, in order
