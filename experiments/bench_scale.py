@@ -1,18 +1,42 @@
-"""Scale benchmark of the Ray training loop: how a round's time splits into worker compute,
-transport and aggregation as the number of workers n and the model size d grow.
+"""Scale benchmark of the Ray training loop: a round's time against its floor as the number of
+workers n, the model size d and the server's shards k grow.
 
-    python -m experiments.bench_scale             # n in {4, 16, 64}, d in {1e4, 1e6}
-    python -m experiments.bench_scale --quick     # n in {4, 16}, d in {1e4, 1e5}, 3 rounds
+    python -m experiments.bench_scale                 # the grid below, k in {1, 2, 4}
+    python -m experiments.bench_scale --quick         # n in {4, 8}, d = 1e4, k in {1, 2}, 3 rounds
+    python -m experiments.bench_scale --publish       # the grid, plots copied to docs/img/
     python -m experiments.bench_scale --server --n 64 --d 1e6 1e7   # the server's side only
 
-Each cell trains the synthetic logistic problem (32 features) with an MLP whose hidden width
-makes it d parameters, on one local Ray (started once), and reports the mean over the rounds
-after the first (warm-up). In the same run it measures the object store's bandwidth (one
-``ray.put`` and one ``ray.get`` in an actor of a 40 MB float32 array, numpy and torch) so that
-the transport cost per round can be read against it: a round moves the parameters once into
-the store (4d bytes) and n gradients back (4nd bytes). Logical workers are packed into at most
-``--max-actors`` actor processes (this machine has 2 cores; 64 torch processes would not fit).
-Writes ``scale.md``, ``scale.json`` and ``scale.png`` to ``--out``.
+The grid: n in {16, 64, 256, 1000} and d in {1e6, 1e7} for k = 1, 2, 4, and n = 16, d = 1e8
+with k = 4. Cells whose memory (the n gradients in the object store plus the shards' [n, d]
+buffer, 8·n·d bytes, plus the workers' noise banks) exceeds ``--memory-fraction`` of this
+machine's memory are skipped, with that reason in the table.
+
+Workers are simulated by default (``--source simulated``, :mod:`robustagg.run.simulated`:
+honest gradients around the moving parameters plus per-worker noise, one add per gradient),
+packed into ``--actors`` actor processes, so that a round measures the loop, not a model: the
+real Ray backend, server or shards, rule (``--rule``, default Krum) and optimizer.
+``--source mlp`` trains the synthetic logistic problem with an MLP of d parameters instead.
+
+The round's **floor** (:func:`robustagg.costmodel.round_floor`): the workers' compute, plus
+moving 4·n·d bytes into the shards and 4·d out at the object store's bandwidth, plus the rule's
+kernel time, both measured in the same run: the bandwidth as one ``ray.put`` of a 40 MB float32
+numpy array in an actor plus one ``ray.get`` of it into a preallocated buffer in another
+process (best of 5), the kernel time as the rule on a ready [n, d] buffer in this process on
+every core (best of 2; at most 2^28 values, scaled by d beyond). Each cell reports the medians
+over the rounds after the first (warm-up: first touch of the buffers) of the split:
+
+- **compute**: the workers' compute, the sum of their gradient times over the actors (one core
+  each, balanced);
+- **transport**: the backend's wall time less that compute (publishing, queueing, the workers'
+  writes into the object store, the server's reads) plus copying the arrivals into the shards'
+  buffers;
+- **aggregation**: the attack and the rule after the copy;
+- **other**: the rest of the round as the driver saw it (optimizer step, calls, metrics);
+
+with ``overhead / floor`` = (round − compute) / (floor − compute), and each shard's peak
+resident memory (it counts the object-store pages the shard read, shared memory). Writes
+``scale.md``, ``scale.json``, ``scale_n.png`` (round time against n) and ``scale_d.png``
+(against d) to ``--out``; ``--publish`` copies the plots to ``docs/img/``.
 
 ``--server`` measures the server's side of a round alone, without workers or Ray: a backend
 that hands back the same n gradients every round (as Ray hands back read-only arrays from its
@@ -25,9 +49,17 @@ import argparse
 import json
 import math
 import os
+import shutil
+import statistics
 import time
 
 FEATURES = 32
+GRID_N = (16, 64, 256, 1000)
+GRID_D = (10**6, 10**7)
+GRID_K = (1, 2, 4)
+BIG = (16, 10**8, 4)  # n, d, k: one cell at d = 1e8
+BANDWIDTH_MB = 40
+KERNEL_VALUES = 2**28  # the kernel is timed on at most this many values, scaled by d beyond
 
 
 def hidden_for(d):
@@ -35,54 +67,130 @@ def hidden_for(d):
     return max(1, round((d - 2) / (FEATURES + 3)))
 
 
-def bandwidth(mb=40, repeats=3):
-    """GB/s of ray.put (driver) and of ray.get in another process, for numpy and torch."""
+def grid(quick=False, ns=None, ds=None, ks=None):
+    """The cells ``(n, d, k)`` of a run: the flags' n, d and k if given, else the default grid
+    (plus the d = 1e8 cell), or the quick one."""
+    if quick:
+        ns, ds, ks = ns or (4, 8), ds or (10**4,), ks or (1, 2)
+    cells = [(n, d, k) for d in (ds or GRID_D) for k in (ks or GRID_K) for n in (ns or GRID_N)]
+    if not (quick or ns or ds or ks):
+        cells.append(BIG)
+    return cells
+
+
+def cell_memory(n, d, actors):
+    """Bytes a cell needs: the n gradients in the object store and the shards' [n, d] buffer
+    (4·n·d each), the parameters a few times over (server, shards, optimizer, store: 4·4·d),
+    and each worker actor's noise bank (4·d)."""
+    return 8 * n * d + 16 * d + 4 * d * actors
+
+
+def bandwidth(mb=BANDWIDTH_MB, repeats=5):
+    """The object store's bandwidth as a gradient meets it: one ``ray.put`` of a float32 numpy
+    array in an actor, one ``ray.get`` of it into a preallocated buffer in this process.
+    Returns GB/s of each and of the two together (best of ``repeats``)."""
     import numpy as np
     import ray
-    import torch
 
     @ray.remote(num_cpus=0)
-    class Reader:
-        def read(self, x):
-            t0 = time.perf_counter()
-            v = ray.get(x[0])
-            s = float(v[:: 4096].sum())  # touch it without copying it
-            return time.perf_counter() - t0, s
+    class Writer:
+        def __init__(self, values):
+            self.arr = np.random.default_rng(0).standard_normal(values).astype(np.float32)
 
-    reader = Reader.remote()
-    ray.get(reader.read.remote([ray.put(np.zeros(1, np.float32))]))
-    out = {}
-    arr = np.random.default_rng(0).standard_normal(mb * 2**18).astype(np.float32)
-    for kind, obj in [("numpy", arr), ("torch", torch.from_numpy(arr))]:
-        puts, gets = [], []
+        def put(self):
+            t0 = time.perf_counter()
+            ref = ray.put(self.arr)
+            return [ref], time.perf_counter() - t0
+
+    values = mb * 2**18
+    writer = Writer.remote(values)
+    buf = np.empty(values, np.float32)
+    puts, gets = [], []
+    for _ in range(repeats):
+        (ref,), put_s = ray.get(writer.put.remote())
+        t0 = time.perf_counter()
+        np.copyto(buf, ray.get(ref))
+        gets.append(time.perf_counter() - t0)
+        puts.append(put_s)
+        del ref
+    ray.kill(writer)
+    gb = 4 * values / 1e9
+    put, get = min(puts), min(gets)
+    return {"MB": mb, "put_GBps": gb / put, "get_copy_GBps": gb / get,
+            "store_GBps": gb / (put + get)}
+
+
+def kernel_time(n, d, rule, repeats=2):
+    """Seconds of ``rule`` (a name) with f = 0 on a ready float32 [n, d] buffer in this process,
+    torch on one thread and the native kernels on every core, as the server runs it; timed on
+    at most :data:`KERNEL_VALUES` values and scaled by d beyond (the rules' work is linear in
+    d at fixed n)."""
+    import torch
+
+    from robustagg import kernels
+    from robustagg.run.build import build_rule
+    from robustagg.run.worker import single_thread
+
+    cols = max(1, min(d, KERNEL_VALUES // n))
+    x = torch.randn(n, cols, generator=torch.Generator().manual_seed(0))
+    agg = build_rule(rule, {}, [], {"f": 0, "seed": 0})
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    best = math.inf
+    with single_thread(), kernels.kernel_threads(cores):
         for _ in range(repeats):
             t0 = time.perf_counter()
-            ref = ray.put(obj)
-            puts.append(time.perf_counter() - t0)
-            gets.append(ray.get(reader.read.remote([ref]))[0])
-            del ref
-        gb = arr.nbytes / 1e9
-        out[kind] = {"put_GBps": gb / min(puts), "get_GBps": gb / min(gets)}
-    ray.kill(reader)
-    return out
+            agg(x)
+            best = min(best, time.perf_counter() - t0)
+    return best * d / cols
 
 
-def cell(n, d, rounds, rule, max_actors, out):
-    from robustagg.training import TrainConfig, train
+def config(n, d, k, rounds, rule, actors, source, out):
+    """The run of one cell."""
+    from robustagg.training import TrainConfig
 
-    cfg = TrainConfig(dataset="synthetic", dataset_kwargs={"features": FEATURES, "samples": 4000},
-                      model="mlp", model_kwargs={"hidden": [hidden_for(d)]}, workers=n,
-                      byzantine=0, rule=rule, rounds=rounds, batch_size=32, eval_every=rounds,
-                      backend="ray", progress=False, round_timeout_s=600,
-                      backend_kwargs={"workers_per_actor": math.ceil(n / max_actors)},
-                      output_dir=os.path.join(out, f"n{n}-d{d}"))
-    res = train(cfg)
-    warm = res.history[1:] or res.history
-    mean = {k: sum(r[k] for r in warm) / len(warm)
-            for k in ("round_s", "compute_s", "transport_s", "aggregation_s", "step_s")}
+    if source == "simulated":
+        data = {"dataset": "simulated", "dataset_kwargs": {"samples": n}, "model": "simulated",
+                "model_kwargs": {"dim": d, "noise": 0.1}, "lr": 0.01, "momentum": 0.0}
+    else:
+        data = {"dataset": "synthetic", "dataset_kwargs": {"features": FEATURES,
+                                                           "samples": max(4000, 2 * n)},
+                "model": "mlp", "model_kwargs": {"hidden": [hidden_for(d)]}, "batch_size": 32}
+    return TrainConfig(workers=n, byzantine=0, rule=rule, rounds=rounds, eval_every=rounds,
+                       backend="ray", progress=False, round_timeout_s=3600, server_shards=k,
+                       backend_kwargs={"workers_per_actor": math.ceil(n / actors)},
+                       output_dir=os.path.join(out, f"n{n}-d{d}-k{k}"), **data)
+
+
+def split(record, actors):
+    """A round's record as compute / transport / aggregation / other (seconds)."""
+    compute = record["compute_sum_s"] / actors
+    transport = max(record["backend_s"] - compute, 0.0) + record["fill_s"]
+    aggregation = record["aggregation_s"] - record["fill_s"]
+    other = record["round_s"] - compute - transport - aggregation
+    return {"round": record["round_s"], "compute": compute, "transport": transport,
+            "aggregation": aggregation, "other": other}
+
+
+def cell(n, d, k, rounds, rule, actors, source, out, store_GBps):
+    """One cell: the medians of its rounds' split after the first, its floor, its memory."""
+    from robustagg.costmodel import round_floor
+    from robustagg.training import train
+
+    res = train(config(n, d, k, rounds, rule, actors, source, out))
+    actors = math.ceil(n / math.ceil(n / actors))
     dim = res.params.numel()
-    return {"n": n, "d": dim, "actors": math.ceil(n / math.ceil(n / max_actors)),
-            "startup_s": res.summary["startup_s"], "bytes_per_round": 4 * dim * (n + 1), **mean}
+    parts = [split(r, actors) for r in res.history[1:] or res.history]
+    med = {p: statistics.median(s[p] for s in parts) for p in parts[0]}
+    kernel = kernel_time(n, dim, rule)
+    floor = round_floor(n, dim, store_GBps * 1e9, kernel, med["compute"])
+    overhead = (med["round"] - med["compute"]) / (floor["total"] - med["compute"])
+    peak = [max(r["memory_mb"][s].get("peak", 0.0) for r in res.history)
+            for s in range(len(res.history[-1]["memory_mb"]))]
+    return {"n": n, "d": dim, "k": k, "actors": actors, "startup_s": res.summary["startup_s"],
+            "rounds_measured": len(parts), **{f"{p}_s": v for p, v in med.items()},
+            "floor_s": floor["total"], "floor_transport_s": floor["transport"],
+            "floor_kernel_s": kernel, "overhead_over_floor": overhead,
+            "peak_rss_mb": peak, "bytes_per_round": 4 * dim * (n + 1)}
 
 
 def server_cell(n, d, rounds, rule, attack, byzantine):
@@ -157,88 +265,157 @@ def write(out, name, lines, data, md_tail=""):
         json.dump(data, fh, indent=1)
 
 
-def plot(rows, path):
-    """Stacked bars of the split, one panel per d (linear scales: the panels differ ~10x)."""
+def machine():
+    """The CPU model, core count, memory and the load averages now (1, 5, 15 min)."""
+    import platform
+
+    import psutil
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next(line.split(":", 1)[1].strip() for line in fh
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": model, "cores": os.cpu_count(),
+            "memory_GB": psutil.virtual_memory().total / 1e9,
+            "load": [round(v, 2) for v in os.getloadavg()]}
+
+
+def table(rows, skipped, bw, rule, rounds, source, before, after):
+    """The markdown lines of the results."""
+    lines = [f"machine: {before['cpu']}, {before['cores']} cores, {before['memory_GB']:.1f} GB; "
+             f"load average (1/5/15 min) {before['load']} at the start, {after['load']} at the "
+             f"end", "",
+             f"object store, {bw['MB']} MB float32: put {bw['put_GBps']:.2f} GB/s, get into a "
+             f"buffer {bw['get_copy_GBps']:.2f} GB/s, both {bw['store_GBps']:.2f} GB/s", "",
+             f"{source} workers, rule={rule}, {rounds} rounds per cell, medians over rounds "
+             f"2..{rounds}, seconds per round; floor = compute + transport at the store's "
+             f"bandwidth + kernel", "",
+             "| n | d | k | round | compute | transport | aggregation | other | floor transport "
+             "| floor kernel | floor | overhead / floor | peak RSS per shard, MB |",
+             "|---" * 13 + "|"]
+    for r in sorted(rows + skipped, key=lambda r: (r["d"], r["n"], r["k"])):
+        if "skipped" in r:
+            lines.append(f"| {r['n']} | {r['d']:.0e} | {r['k']} | skipped: {r['skipped']} |"
+                         + " |" * 9)
+            continue
+        peak = ", ".join(f"{m:.0f}" for m in r["peak_rss_mb"])
+        lines.append(f"| {r['n']} | {r['d']:.0e} | {r['k']} | {r['round_s']:.3f} | "
+                     f"{r['compute_s']:.3f} | {r['transport_s']:.3f} | {r['aggregation_s']:.3f} | "
+                     f"{r['other_s']:.3f} | {r['floor_transport_s']:.3f} | "
+                     f"{r['floor_kernel_s']:.3f} | {r['floor_s']:.3f} | "
+                     f"{r['overhead_over_floor']:.2f} | {peak} |")
+    return lines
+
+
+def plot(rows, out, along):
+    """Round time (solid) and floor (dashed) against n (one panel per d) or against d (one
+    panel per n), a line per k; log-log. Writes ``<out>/scale_<along>.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    parts = ["compute_s", "transport_s", "aggregation_s", "step_s"]
-    dims = sorted({r["d"] for r in rows})
-    fig, axes = plt.subplots(1, len(dims), figsize=(4.5 * len(dims), 4), squeeze=False)
-    for ax, d in zip(axes[0], dims):
-        sub = [r for r in rows if r["d"] == d]
-        labels = [f"n={r['n']}" for r in sub]
-        bottom = [0.0] * len(sub)
-        for p in parts:
-            vals = [r[p] for r in sub]
-            ax.bar(labels, vals, bottom=bottom, label=p[:-2])
-            bottom = [b + v for b, v in zip(bottom, vals)]
-        ax.set_title(f"d = {d:,}")
+    other = "d" if along == "n" else "n"
+    panels = sorted({r[other] for r in rows
+                     if len({q[along] for q in rows if q[other] == r[other]}) > 1}) \
+        or sorted({r[other] for r in rows})
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4), squeeze=False)
+    for ax, value in zip(axes[0], panels):
+        for j, k in enumerate(sorted({r["k"] for r in rows})):
+            sub = sorted((r for r in rows if r[other] == value and r["k"] == k),
+                         key=lambda r: r[along])
+            if not sub:
+                continue
+            xs = [r[along] for r in sub]
+            ax.plot(xs, [r["round_s"] for r in sub], "o-", color=f"C{j}", label=f"k={k} round")
+            ax.plot(xs, [r["floor_s"] for r in sub], "--", color=f"C{j}", label=f"k={k} floor")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(along)
         ax.set_ylabel("seconds per round")
-    axes[0][0].legend()
-    fig.suptitle("Round time split (Ray, one machine)")
+        ax.set_title(f"{other} = {value:,}")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Round time against {along}, and its floor (Ray, one machine)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    path = os.path.join(out, f"scale_{along}.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="n in {4,16}, d in {1e4,1e5}, 3 rounds")
+    ap.add_argument("--quick", action="store_true",
+                    help="n in {4, 8}, d = 1e4, k in {1, 2}, 3 rounds")
     ap.add_argument("--n", type=int, nargs="+", default=None)
     ap.add_argument("--d", type=float, nargs="+", default=None)
-    ap.add_argument("--rounds", type=int, default=None, help="default 6 (3 with --quick)")
+    ap.add_argument("--k", type=int, nargs="+", default=None, help="server shards")
+    ap.add_argument("--rounds", type=int, default=None, help="default 4 (3 with --quick)")
     ap.add_argument("--rule", default="krum")
-    ap.add_argument("--max-actors", type=int, default=8)
-    ap.add_argument("--object-store-mb", type=int, default=1200)
+    ap.add_argument("--source", choices=["simulated", "mlp"], default="simulated",
+                    help="the workers: synthetic gradients, or an MLP on the synthetic problem")
+    ap.add_argument("--actors", type=int, default=2,
+                    help="worker processes the logical workers are packed into")
+    ap.add_argument("--memory-fraction", type=float, default=0.75,
+                    help="skip cells needing more than this share of the machine's memory")
     ap.add_argument("--out", default="runs/bench_scale")
+    ap.add_argument("--publish", action="store_true", help="copy the plots to docs/img/")
     ap.add_argument("--server", action="store_true",
                     help="the server's side of a round only (no workers, no Ray)")
     ap.add_argument("--attack", default="alie", help="with --server")
     ap.add_argument("--byzantine", type=int, default=None, help="with --server; default n // 8")
     args = ap.parse_args(argv)
-    ns = args.n or ([4, 16] if args.quick else [4, 16, 64])
-    ds = [int(d) for d in (args.d or ([1e4, 1e5] if args.quick else [1e4, 1e6]))]
+    ds = [int(d) for d in args.d] if args.d else None
     os.makedirs(args.out, exist_ok=True)
     if args.server:
-        args.n = ns
-        return server_main(args, ds)
-    rounds = args.rounds or (3 if args.quick else 6)
-    os.makedirs(args.out, exist_ok=True)
+        args.n = args.n or [4, 16, 64]
+        return server_main(args, ds or [10**4, 10**6])
+    rounds = args.rounds or (3 if args.quick else 4)
+    before = machine()
+    budget = args.memory_fraction * before["memory_GB"] * 1e9
+    runs, skipped = [], []
+    for n, d, k in grid(args.quick, args.n, ds, args.k):
+        need = cell_memory(n, d, min(args.actors, n))
+        if need > budget:
+            skipped.append({"n": n, "d": d, "k": k, "skipped": (
+                f"needs about {need / 1e9:.0f} GB (8·n·d bytes: the gradients in the object "
+                f"store and the shards' buffer), over {args.memory_fraction:.0%} of "
+                f"{before['memory_GB']:.0f} GB")})
+        else:
+            runs.append((n, d, k))
 
     import ray
     from tqdm import tqdm
 
     from robustagg.backends.ray_cluster import ensure_ray
 
-    _, started = ensure_ray(None, num_cpus=2, object_store_mb=args.object_store_mb)
+    store_mb = max([4 * (n + 2) * d * 1.25 / 2**20 for n, d, _ in runs] + [300])
+    _, started = ensure_ray(None, num_cpus=2, object_store_mb=int(store_mb))
     try:
         bw = bandwidth()
-        rows = [cell(n, d, rounds, args.rule, args.max_actors, args.out)
-                for n, d in tqdm([(n, d) for d in ds for n in ns], desc="cells")]
+        rows = [cell(n, d, k, rounds, args.rule, args.actors, args.source, args.out,
+                     bw["store_GBps"]) for n, d, k in tqdm(runs, desc="cells")]
     finally:
         if started:
             ray.shutdown()
-    np_get = bw["numpy"]["get_GBps"]
-    lines = [f"object store, 40 MB: numpy put {bw['numpy']['put_GBps']:.2f} GB/s, "
-             f"get {np_get:.2f} GB/s; torch put {bw['torch']['put_GBps']:.2f} GB/s, "
-             f"get {bw['torch']['get_GBps']:.2f} GB/s", "",
-             f"rule={args.rule}, {rounds} rounds per cell (mean over rounds 2..), seconds per round",
-             "",
-             "| n | d | actors | round | compute | transport | aggregation | step | MB moved "
-             "| transport at measured put+get BW | startup |",
-             "|---" * 11 + "|"]
-    for r in rows:
-        mb = r["bytes_per_round"] / 1e6
-        ideal = r["bytes_per_round"] / 1e9 * (1 / bw["numpy"]["put_GBps"] + 1 / np_get)
-        lines.append(f"| {r['n']} | {r['d']} | {r['actors']} | {r['round_s']:.4f} | "
-                     f"{r['compute_s']:.4f} | {r['transport_s']:.4f} | {r['aggregation_s']:.4f} | "
-                     f"{r['step_s']:.4f} | {mb:.1f} | {ideal:.4f} | {r['startup_s']:.1f} |")
-    write(args.out, "scale", lines, {"bandwidth": bw, "rows": rows, "rule": args.rule,
-                                     "rounds": rounds}, "\n![round time split](scale.png)\n")
-    plot(rows, os.path.join(args.out, "scale.png"))
-    print(f"wrote {args.out}/scale.md, scale.json, scale.png")
+    after = machine()
+    lines = table(rows, skipped, bw, args.rule, rounds, args.source, before, after)
+    plots = [plot(rows, args.out, along) for along in ("n", "d")] if rows else []
+    tail = "".join(f"\n![round time against {p[-5]}]({os.path.basename(p)})\n" for p in plots)
+    write(args.out, "scale", lines, {"machine": before, "load_end": after["load"],
+                                     "bandwidth": bw, "rows": rows, "skipped": skipped,
+                                     "rule": args.rule, "rounds": rounds,
+                                     "source": args.source}, tail)
+    if args.publish:
+        img = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "docs", "img")
+        for p in plots:
+            shutil.copy(p, img)
+    print(f"wrote {args.out}/scale.md, scale.json" + "".join(f", {os.path.basename(p)}"
+                                                          for p in plots))
 
 
 if __name__ == "__main__":

@@ -511,3 +511,87 @@ def provisioning(memory_mb: int, peak_mb: float, billed_ms: float, threshold: fl
                         f"~{smaller} MB would cost {1 - smaller / memory_mb:.0%} less at the "
                         f"same speed")
     return "ok", "within the threshold"
+
+
+# ---- the round's floor, and a sharded server on a cluster ----------------------------------------
+def round_floor(n: int, d: int, store_Bps: float, kernel_s: float, compute_s: float = 0.0,
+                bytes_per_element: int = 4) -> dict:
+    """The floor of one round of the Ray training loop on one machine, by parts (seconds):
+    ``compute`` (the workers' compute, as measured), ``transport`` (moving the n gradients
+    into the server's shards, ``b·n·d`` bytes, and the parameters out, ``b·d``, at the object
+    store's bandwidth ``store_Bps`` in bytes per second: one put plus one get into a buffer,
+    measured), ``kernel`` (the rule on a ready ``[n, d]`` buffer, measured), and ``total``."""
+    if n < 1 or d < 1:
+        raise ValueError(f"round_floor: need n >= 1 and d >= 1, got n={n}, d={d}")
+    if not store_Bps > 0:
+        raise ValueError(f"round_floor: store_Bps must be > 0, got {store_Bps}")
+    if kernel_s < 0 or compute_s < 0:
+        raise ValueError(f"round_floor: times must be >= 0, got kernel_s={kernel_s}, "
+                         f"compute_s={compute_s}")
+    transport = bytes_per_element * (n * d + d) / store_Bps
+    return {"compute": compute_s, "transport": transport, "kernel": kernel_s,
+            "total": compute_s + transport + kernel_s}
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A Ray cluster for a sharded parameter server: ``nodes`` machines of ``cores`` cores,
+    each with a ``network_Bps`` NIC (bytes per second, each way) and an object store moving
+    ``store_Bps`` (one put plus one get, as :func:`round_floor` measures it); ``shards`` (k)
+    shards, at most one per node (a ``SPREAD`` placement group)."""
+    nodes: int = 16
+    cores: int = 32
+    network_Bps: float = 25e9 / 8
+    store_Bps: float = 2e9
+    shards: int = 16
+
+    def __post_init__(self):
+        for name in ("nodes", "cores", "shards"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Cluster.{name} must be >= 1, got {getattr(self, name)}")
+        if self.shards > self.nodes:
+            raise ValueError(f"Cluster.shards={self.shards} > nodes={self.nodes}: shards spread "
+                             f"one per node")
+        for name in ("network_Bps", "store_Bps"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"Cluster.{name} must be > 0, got {getattr(self, name)}")
+
+
+def project_cluster(n: int, d: int, cluster: Cluster, compute_s: float, kernel_s: float,
+                    kernel_cores: int, bytes_per_element: int = 4) -> dict:
+    """One round of a sharded server with n workers on ``cluster``, by parts (seconds), and the
+    server's memory per shard node (bytes). Inputs measured on one machine: ``compute_s`` is
+    one gradient on one core; ``kernel_s`` the rule on the whole ``[n, d]`` buffer with
+    ``kernel_cores`` cores (its time taken as proportional to the values it reads, per core).
+
+    - ``compute``: the n gradients over all ``nodes · cores`` cores, ``ceil(n / cores_all)``
+      one after another;
+    - ``publish``: the coordinator gathers the k parameter slices and sends ``b·d`` to every
+      other node, one after another through its NIC (no broadcast tree assumed);
+    - ``network``: every worker sends each shard its slice (no coordinator hop); a shard node
+      receives ``b·n·d/k`` bytes less the share of the workers on its own node, a node's
+      workers send ``b·d·n/nodes`` less what stays on the node; the busier NIC sets the time;
+    - ``store``: each shard node moves its ``b·n·d/k`` bytes through its object store into its
+      buffer (one put plus one get);
+    - ``kernel``: each shard runs the rule on its ``[n, d/k]`` slice with its node's cores, the
+      shards in parallel (the coordinator's n × n work is negligible next to it);
+    - ``memory_per_shard``: the shard's ``[n, d/k]`` buffer plus the same bytes held in the
+      object store while the round's gradients arrive."""
+    c, b = cluster, bytes_per_element
+    if n < 1 or d < 1:
+        raise ValueError(f"project_cluster: need n >= 1 and d >= 1, got n={n}, d={d}")
+    if compute_s < 0 or kernel_s < 0 or kernel_cores < 1:
+        raise ValueError(f"project_cluster: need compute_s, kernel_s >= 0 and kernel_cores >= 1, "
+                         f"got {compute_s}, {kernel_s}, {kernel_cores}")
+    remote = (c.nodes - 1) / c.nodes  # the share of any node's traffic that leaves it
+    into_shard = b * n * d / c.shards * remote
+    out_of_node = b * d * n / c.nodes * remote
+    split = {
+        "compute": math.ceil(n / (c.nodes * c.cores)) * compute_s,
+        "publish": b * d * (c.nodes - 1) / c.network_Bps,
+        "network": max(into_shard, out_of_node) / c.network_Bps,
+        "store": b * n * d / c.shards / c.store_Bps,
+        "kernel": kernel_s / c.shards * kernel_cores / c.cores,
+    }
+    return {"round_s": sum(split.values()), "split": split,
+            "memory_per_shard": 2 * b * n * d / c.shards}

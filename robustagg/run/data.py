@@ -4,7 +4,8 @@ A dataset is loaded into memory as a :class:`Data` (float32 features, int64 labe
 targets, train and test splits). Names: ``digits`` (scikit-learn's bundled 8×8 digits, the
 default), ``breast_cancer``, ``synthetic`` (a linear or logistic problem of chosen dimension),
 ``fashion_mnist`` (Debian's ``dataset-fashion-mnist``, read offline), ``mnist`` and ``cifar10``
-(files the user already has, at a given path). The loaders' type hints are their settings'
+(files the user already has, at a given path), ``simulated`` (with the ``simulated`` model:
+synthetic gradients, :mod:`robustagg.run.simulated`). The loaders' type hints are their settings'
 schema in the experiment config. Any ``torch.utils.data.Dataset`` (or a
 zero-argument callable returning ``(train, test)`` datasets) is accepted by :func:`load_dataset`.
 
@@ -22,6 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from .simulated import NAME as SIMULATED
+from .simulated import simulated_data
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -170,7 +174,8 @@ def cifar10(root: str | None = None):
 
 
 DATASETS = {"digits": digits, "breast_cancer": breast_cancer, "synthetic": synthetic,
-            "fashion_mnist": fashion_mnist, "mnist": mnist, "cifar10": cifar10}
+            "fashion_mnist": fashion_mnist, "mnist": mnist, "cifar10": cifar10,
+            SIMULATED: simulated_data}
 
 
 def _stack(ds):

@@ -1,5 +1,5 @@
 """Models for the training loop: ``logreg``, ``mlp``, ``cnn`` (small, for 8×8 or larger images),
-or any ``nn.Module`` factory ``factory(input_shape, num_classes, **kwargs)``.
+``simulated`` (a quadratic whose workers send synthetic gradients, :mod:`.simulated`), or any ``nn.Module`` factory ``factory(input_shape, num_classes, **kwargs)``.
 
 ``num_classes == 0`` means regression (one output). Initialization draws from the global torch
 RNG inside ``torch.random.fork_rng`` seeded with ``seed``, so it is reproducible and leaves the
@@ -13,6 +13,9 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from .simulated import NAME as SIMULATED
+from .simulated import quadratic_model
 
 
 def _outputs(num_classes):
@@ -54,7 +57,7 @@ def cnn(input_shape, num_classes, channels: Sequence[int] = (16, 32)):
         nn.Linear(c2 * (h // 2) * (w // 2), _outputs(num_classes)))
 
 
-MODELS = {"logreg": logreg, "mlp": mlp, "cnn": cnn}
+MODELS = {"logreg": logreg, "mlp": mlp, "cnn": cnn, SIMULATED: quadratic_model}
 
 
 def build_model(model, input_shape, num_classes, seed=0, **kwargs) -> nn.Module:

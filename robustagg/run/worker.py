@@ -24,6 +24,8 @@ from robustagg import inputs
 from .build import build_attack, build_compressor
 from .data import load_dataset, partition
 from .models import build_model, loss_fn
+from .simulated import NAME as SIMULATED
+from .simulated import SimulatedWorker
 
 
 @contextlib.contextmanager
@@ -71,7 +73,15 @@ def shard_indices(spec, labels: torch.Tensor) -> torch.Tensor:
 
 def build_worker(spec, data=None) -> WorkerState:
     """Load (or take ``data``, an already loaded :class:`~robustagg.run.data.Data`) and
-    keep only this worker's shard; build the model and, for a Byzantine worker, its attack."""
+    keep only this worker's shard; build the model and, for a Byzantine worker, its attack.
+    A simulated worker (``model="simulated"``) needs neither: :class:`SimulatedWorker`."""
+    if spec.model == SIMULATED:
+        attack = (build_attack(spec.attack, spec.attack_kwargs,
+                               derive_seed(spec.seed, spec.worker_id))
+                  if spec.is_byzantine else None)
+        comp = None if spec.compression == "none" else \
+            build_compressor(spec.compression, spec.compression_kwargs, spec.seed)
+        return SimulatedWorker.of(spec, attack, comp)
     data = data if data is not None else load_dataset(spec.dataset, **spec.dataset_kwargs)
     idx = shard_indices(spec, data.y_train)
     model = build_model(spec.model, data.input_shape, data.num_classes, seed=spec.seed,
@@ -100,6 +110,8 @@ def compute_gradient(state: WorkerState, params: torch.Tensor, round: int):
     (``poison_gradient``: model replacement's boost, Neurotoxin's mask). Computed on one
     thread (:func:`single_thread`).
     """
+    if isinstance(state, SimulatedWorker):
+        return state.gradient(params, round)
     spec = state.spec
     g = torch.Generator().manual_seed(derive_seed(spec.seed, spec.worker_id, round))
     m = len(state.x)

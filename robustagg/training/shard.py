@@ -28,7 +28,7 @@ from robustagg.functional.bulyan import _closest_to_median_mean
 from robustagg.functional.clip import clip_to
 from robustagg.run.worker import single_thread
 
-from .server import fold_momentum
+from .server import fold_momentum, process_memory_mb
 
 
 class Shard:
@@ -73,6 +73,10 @@ class Shard:
             node = sys.modules["ray"].get_runtime_context().get_node_id()
         return {"index": self.index, "pid": os.getpid(), "host": socket.gethostname(),
                 "node": node, "columns": [self.lo, self.hi]}
+
+    def memory_mb(self) -> dict:
+        """This shard's process memory (:func:`~robustagg.training.server.process_memory_mb`)."""
+        return process_memory_mb()
 
     # ---- the round's rows ----
     def params(self) -> torch.Tensor:

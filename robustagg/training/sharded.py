@@ -132,13 +132,16 @@ class ShardedServer(ParameterServer):
         t1 = time.perf_counter()
         grads = dict(arr.grads)
         while True:  # a worker whose slice a shard refuses is an omission (then fill again)
+            # numpy slices: Ray ships a numpy view's own bytes out of band (a torch view would
+            # be pickled with its whole storage: every shard would receive whole rows)
             bad = set().union(*self.shards.each("fill", [
-                ({i: g[lo:hi] for i, g in grads.items()},) for lo, hi in self.bounds]))
+                ({i: g.numpy()[lo:hi] for i, g in grads.items()},) for lo, hi in self.bounds]))
             if not bad:
                 break
             for i in bad:
                 arr.errors[i] = "malformed answer"
                 del grads[i]
+        t_fill = time.perf_counter()
         ids = sorted(grads)
         honest_ids = [i for i in ids if i not in self.byzantine]
         h = len(honest_ids)
@@ -175,7 +178,9 @@ class ShardedServer(ParameterServer):
             skipped="" if finite else "non-finite aggregate",
             train_loss=sum(honest_losses) / len(honest_losses) if honest_losses else None,
             compute_s=compute, transport_s=max(arr.wall_s - compute, 0.0),
-            backend_s=t1 - t0, aggregation_s=t2 - t1, step_s=t3 - t2,
+            backend_s=t1 - t0, aggregation_s=t2 - t1, step_s=t3 - t2, fill_s=t_fill - t1,
+            compute_sum_s=sum(arr.compute_s.values()),
+            memory_mb=self.shards.call("memory_mb"),
             bytes_sent={str(i): 4 * d for i in ids}, bytes_round=4 * d * len(ids))
         return record
 
