@@ -13,6 +13,7 @@ see :func:`experiment_paths`), the arguments of ``python -m robustagg.training``
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from dataclasses import dataclass, field
 
@@ -93,6 +94,9 @@ class TrainConfig:
     lr: float = setting(0.1, at="optimizer.lr")
     momentum: float = setting(0.9, at="optimizer.momentum")    # server-side (SGD) momentum
     weight_decay: float = setting(0.0, at="optimizer.weight_decay")
+    # step decay: from round r on, the learning rate is lr * lr_gamma ** (milestones <= r)
+    lr_milestones: list[int] = setting(factory=list, at="optimizer.lr_milestones")
+    lr_gamma: float = setting(0.1, at="optimizer.lr_gamma")
     # beta of worker momentum (Karimireddy et al. 2021); 0 = off
     worker_momentum: float = setting(0.0, at="optimizer.worker_momentum")
     # what workers send: robustagg.compression.available_compressors(), k/d as ratio
@@ -141,6 +145,9 @@ class TrainConfig:
             raise ValueError(f"attack={self.attack!r} needs byzantine >= 1, got byzantine=0")
         if self.server_shards > 1:
             check_sharding(self, rule, atk)
+            if self.lr_milestones:
+                raise ValueError(f"lr_milestones={self.lr_milestones} needs server_shards=1: "
+                                 f"a sharded server steps its slices with the constant lr")
 
     def _check_rule_needs(self, rule):
         """Weights for a rule that takes none, or a rule that needs the server's gradient
@@ -188,11 +195,20 @@ class TrainConfig:
         need(0 <= self.momentum < 1, "momentum", "in [0, 1)")
         need(0 <= self.worker_momentum < 1, "worker_momentum", "in [0, 1)")
         need(self.weight_decay >= 0, "weight_decay", ">= 0")
+        need(all(is_int(m) and m >= 1 for m in self.lr_milestones) and
+             list(self.lr_milestones) == sorted(set(self.lr_milestones)), "lr_milestones",
+             "increasing rounds >= 1")
+        need(0 < self.lr_gamma <= 1, "lr_gamma", "in (0, 1]")
         need(self.alpha > 0, "alpha", "> 0")
         need(self.round_timeout_s > 0, "round_timeout_s", "> 0")
         need(is_int(self.num_cpus) and self.num_cpus >= 1, "num_cpus", "an int >= 1")
         need(is_int(self.object_store_mb) and self.object_store_mb >= 80, "object_store_mb",
              "an int >= 80")
+
+    def lr_at(self, round: int) -> float:  # noqa: A002
+        """The learning rate of round ``round`` (from 0): ``lr``, times ``lr_gamma`` for each
+        milestone reached."""
+        return self.lr * self.lr_gamma ** bisect.bisect_right(self.lr_milestones, round)
 
     # ---- objects named by the settings (each call returns a fresh object) ----
     def build_rule(self):
