@@ -64,6 +64,22 @@ def fold_momentum(store: dict, i: int, g: torch.Tensor, beta: float) -> torch.Te
     return store[i]
 
 
+def process_memory_mb() -> dict:
+    """This process's memory in MB: ``peak`` (VmHWM, the peak resident set: it counts the
+    object-store pages the process read, which are shared memory) and ``private`` (RssAnon
+    now: the process's own heap)."""
+    out = {}
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key in ("VmHWM", "RssAnon"):
+                    out["peak" if key == "VmHWM" else "private"] = int(value.split()[0]) / 1024
+    except OSError:  # not Linux: nothing to report
+        pass
+    return out
+
+
 class ParameterServer:
     """Holds the training state of one run of ``cfg`` (a :class:`TrainConfig`) and drives the
     workers through ``backend`` (a :class:`~robustagg.backends.base.Backend`; default: the one
@@ -178,6 +194,7 @@ class ParameterServer:
                                    **({} if mask is None else {"mask": mask}))
         t1 = time.perf_counter()
         ids = self._fill(arr.grads) if rx is None else rx.fill(arr.grads)
+        t_fill = time.perf_counter()
         honest_ids = [i for i in ids if i not in self.byzantine]
         h = len(honest_ids)
         if self.model_attack is not None and rx is not None:
@@ -219,7 +236,8 @@ class ParameterServer:
             skipped="" if finite else "non-finite aggregate",
             train_loss=sum(honest_losses) / len(honest_losses) if honest_losses else None,
             compute_s=compute, transport_s=max(arr.wall_s - compute, 0.0),
-            backend_s=t1 - t0, aggregation_s=t2 - t1, step_s=t3 - t2,
+            backend_s=t1 - t0, aggregation_s=t2 - t1, step_s=t3 - t2, fill_s=t_fill - t1,
+            compute_sum_s=sum(arr.compute_s.values()), memory_mb=[process_memory_mb()],
             bytes_sent={str(i): b for i, b in sorted(sent.items())},
             bytes_round=sum(sent.values()))
         return record
