@@ -2,7 +2,7 @@
 workers n, the model size d and the server's shards k grow.
 
     python -m experiments.bench_scale                 # the grid below, k in {1, 2, 4}
-    python -m experiments.bench_scale --quick         # n in {4, 8}, d = 1e4, k in {1, 2}, 3 rounds
+    python -m experiments.bench_scale --quick         # n in {4, 8}, d = 1e4, k in {1, 2}
     python -m experiments.bench_scale --publish       # the grid, plots copied to docs/img/
     python -m experiments.bench_scale --server --n 64 --d 1e6 1e7   # the server's side only
 
@@ -349,11 +349,11 @@ def plot(rows, out, along):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="n in {4, 8}, d = 1e4, k in {1, 2}, 3 rounds")
+                    help="n in {4, 8}, d = 1e4, k in {1, 2}")
     ap.add_argument("--n", type=int, nargs="+", default=None)
     ap.add_argument("--d", type=float, nargs="+", default=None)
     ap.add_argument("--k", type=int, nargs="+", default=None, help="server shards")
-    ap.add_argument("--rounds", type=int, default=None, help="default 4 (3 with --quick)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds per cell, the first a warm-up")
     ap.add_argument("--rule", default="krum")
     ap.add_argument("--source", choices=["simulated", "mlp"], default="simulated",
                     help="the workers: synthetic gradients, or an MLP on the synthetic problem")
@@ -373,7 +373,7 @@ def main(argv=None):
     if args.server:
         args.n = args.n or [4, 16, 64]
         return server_main(args, ds or [10**4, 10**6])
-    rounds = args.rounds or (3 if args.quick else 4)
+    rounds = args.rounds
     before = machine()
     budget = args.memory_fraction * before["memory_GB"] * 1e9
     runs, skipped = [], []
@@ -396,8 +396,14 @@ def main(argv=None):
     _, started = ensure_ray(None, num_cpus=2, object_store_mb=int(store_mb))
     try:
         bw = bandwidth()
-        rows = [cell(n, d, k, rounds, args.rule, args.actors, args.source, args.out,
-                     bw["store_GBps"]) for n, d, k in tqdm(runs, desc="cells")]
+        rows = []
+        for n, d, k in tqdm(runs, desc="cells"):
+            try:
+                rows.append(cell(n, d, k, rounds, args.rule, args.actors, args.source,
+                                 args.out, bw["store_GBps"]))
+            except Exception as e:  # noqa: BLE001 - one cell's failure is its row, not the run's
+                skipped.append({"n": n, "d": d, "k": k,
+                                "skipped": f"failed: {type(e).__name__}: {str(e)[:200]}"})
     finally:
         if started:
             ray.shutdown()

@@ -11,6 +11,10 @@ final parameters are equal, then calibrates the estimate from the Lambda run's m
 another scale (``--d``), compute is scaled by d and aggregation by n^2 d (Krum-like): a stated
 assumption, not a measurement.
 
+``--cluster`` projects one round of a sharded parameter server onto a cluster of nodes (network
+bandwidth, shards, cores) from what ``experiments.bench_scale`` measured here
+(:mod:`experiments.cluster_projection`).
+
 ``--right-size`` calibrates the worker function at several memory sizes on the local runtime
 and picks the size of least $ within a time bound and the fastest within a $ bound
 (:mod:`experiments.right_size`).
@@ -22,7 +26,7 @@ import json
 import sys
 from dataclasses import asdict
 
-from experiments import right_size
+from experiments import cluster_projection, right_size
 from robustagg import costmodel as cm
 
 
@@ -67,7 +71,10 @@ def main(argv=None) -> int:
     m.add_argument("--measure-rounds", type=int, default=20)
     m.add_argument("--out", default="runs/cost_measure", help="where the two runs write metrics")
     right_size.add_arguments(p)
+    cluster_projection.add_arguments(p)
     a = p.parse_args(argv)
+    if a.cluster:
+        return cluster_projection.run(a)
     if a.right_size:
         return right_size.run(a, cm.Prices.from_json(a.prices) if a.prices else cm.Prices())
     if a.measure:

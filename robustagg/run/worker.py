@@ -75,27 +75,22 @@ def build_worker(spec, data=None) -> WorkerState:
     """Load (or take ``data``, an already loaded :class:`~robustagg.run.data.Data`) and
     keep only this worker's shard; build the model and, for a Byzantine worker, its attack.
     A simulated worker (``model="simulated"``) needs neither: :class:`SimulatedWorker`."""
-    if spec.model == SIMULATED:
-        attack = (build_attack(spec.attack, spec.attack_kwargs,
-                               derive_seed(spec.seed, spec.worker_id))
-                  if spec.is_byzantine else None)
-        comp = None if spec.compression == "none" else \
-            build_compressor(spec.compression, spec.compression_kwargs, spec.seed)
-        return SimulatedWorker.of(spec, attack, comp)
-    data = data if data is not None else load_dataset(spec.dataset, **spec.dataset_kwargs)
-    idx = shard_indices(spec, data.y_train)
-    model = build_model(spec.model, data.input_shape, data.num_classes, seed=spec.seed,
-                        **spec.model_kwargs)
     attack = (build_attack(spec.attack, spec.attack_kwargs, derive_seed(spec.seed, spec.worker_id))
               if spec.is_byzantine else None)
+    comp = None
+    if spec.compression != "none":
+        comp = build_compressor(spec.compression, spec.compression_kwargs, spec.seed)
+    if spec.model == SIMULATED:
+        return SimulatedWorker.of(spec, attack, comp)
     if attack is not None and getattr(attack, "kind", None) not in ("data", "fault"):
         raise ValueError(f"worker {spec.worker_id}: attack={spec.attack!r} is not a data-poisoning "
                          f"or fault attack; model-poisoning attacks act on the server")
     if attack is not None and attack.kind == "data":
         attack = attack.for_worker(spec.worker_id, spec.workers)  # e.g. DBA's local trigger
-    comp = None
-    if spec.compression != "none":
-        comp = build_compressor(spec.compression, spec.compression_kwargs, spec.seed)
+    data = data if data is not None else load_dataset(spec.dataset, **spec.dataset_kwargs)
+    idx = shard_indices(spec, data.y_train)
+    model = build_model(spec.model, data.input_shape, data.num_classes, seed=spec.seed,
+                        **spec.model_kwargs)
     return WorkerState(spec, data.x_train[idx].contiguous(), data.y_train[idx].contiguous(),
                        model, loss_fn(data.num_classes), data.num_classes, attack, comp)
 

@@ -163,3 +163,66 @@ def test_rescale_and_price_files(capsys, tmp_path):
     f.write_text(capsys.readouterr().out.replace('"date": "2025-01"', '"date": "2099-12"'))
     assert cost_cli.main(["--prices", str(f), "--n", "2", "--rounds", "2"]) == 0
     assert "2099-12" in capsys.readouterr().out
+
+
+def test_round_floor_hand_case():
+    # n = 64, d = 1e7: 4·(64·1e7 + 1e7) = 2.6e9 bytes at 2 GB/s = 1.3 s; plus kernel and compute
+    f = cm.round_floor(64, 10**7, 2e9, kernel_s=0.5, compute_s=0.25)
+    assert f["transport"] == pytest.approx(1.3, rel=1e-12)
+    assert (f["compute"], f["kernel"]) == (0.25, 0.5)
+    assert f["total"] == pytest.approx(2.05, rel=1e-12)
+    assert cm.round_floor(1, 1, 8.0, 0.0)["total"] == 1.0  # 4 + 4 bytes at 8 B/s
+    for bad in ({"n": 0}, {"store_Bps": 0.0}, {"kernel_s": -1.0}):
+        args = {"n": 4, "d": 10, "store_Bps": 1.0, "kernel_s": 0.0, **bad}
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            cm.round_floor(**args)
+
+
+def test_cluster_projection_hand_case():
+    # 4 nodes of 8 cores, 1 GB/s NICs and stores, 2 shards; n = 8, d = 1000, b = 4
+    c = cm.Cluster(nodes=4, cores=8, network_Bps=1e9, store_Bps=1e9, shards=2)
+    p = cm.project_cluster(8, 1000, c, compute_s=0.5, kernel_s=0.02, kernel_cores=2)
+    s = p["split"]
+    assert s["compute"] == 0.5                                # 8 gradients on 32 cores: one wave
+    assert s["publish"] == pytest.approx(4 * 1000 * 3 / 1e9)  # to the 3 other nodes
+    # a shard node receives 4·8·1000/2 bytes, 3/4 of them from other nodes (> a node's upload)
+    assert s["network"] == pytest.approx(4 * 8 * 1000 / 2 * 0.75 / 1e9)
+    assert s["store"] == pytest.approx(4 * 8 * 1000 / 2 / 1e9)
+    assert s["kernel"] == pytest.approx(0.02 / 2 * 2 / 8)   # half the values, 4x the cores
+    assert p["round_s"] == pytest.approx(sum(s.values()))
+    assert p["memory_per_shard"] == 2 * 4 * 8 * 1000 / 2
+    # more workers than cores: waves; one node: nothing crosses the network
+    assert cm.project_cluster(65, 1000, c, 1.0, 0.0, 1)["split"]["compute"] == 3.0
+    one = cm.project_cluster(8, 1000, cm.Cluster(nodes=1, cores=8, shards=1), 0.0, 0.0, 1)
+    assert one["split"]["network"] == 0.0 and one["split"]["publish"] == 0.0
+
+
+def test_cluster_checks():
+    with pytest.raises(ValueError, match="shards=4 > nodes=2"):
+        cm.Cluster(nodes=2, shards=4)
+    with pytest.raises(ValueError, match="network_Bps"):
+        cm.Cluster(network_Bps=0.0)
+    with pytest.raises(ValueError, match="kernel_cores"):
+        cm.project_cluster(2, 2, cm.Cluster(), 0.0, 0.0, 0)
+
+
+def test_cluster_cli_from_a_scale_result(tmp_path, capsys):
+    from experiments import cluster_projection
+
+    res = {"bandwidth": {"store_GBps": 2.0}, "machine": {"cores": 2},
+           "rows": [{"n": 16, "d": 10**6, "k": 1, "actors": 2, "compute_s": 0.1,
+                     "floor_kernel_s": 0.01},
+                    {"n": 1000, "d": 10**6, "k": 1, "actors": 2, "compute_s": 2.5,
+                     "floor_kernel_s": 4.0},
+                    {"n": 1000, "d": 10**6, "k": 2, "actors": 2, "compute_s": 9.0,
+                     "floor_kernel_s": 9.0}]}
+    path = tmp_path / "scale.json"
+    path.write_text(json.dumps(res))
+    m = cluster_projection.measured(str(path), 500, 10**9)
+    assert m["store_Bps"] == 2e9 and m["kernel_cores"] == 2
+    assert m["kernel_s"] == pytest.approx(4.0 * 1000 / 4)       # x d/1e6, x (500/1000)^2
+    assert m["gradient_s"] == pytest.approx(2.5 * 2 / 1000 * 1000)  # per gradient, x d/1e6
+    assert cost_cli.main(["--cluster", "--n", "500", "--d", "1e9", "--nodes", "4",
+                          "--scale-json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "k=4 shards" in out and "server memory per shard node" in out
