@@ -11,6 +11,10 @@ comma-separated values) with three additions:
   bad value in cell 40 fails at once rather than after 39 cells of training.
 * A cell whose folder holds a ``summary.json`` written for the same resolved config is
   skipped: an interrupted sweep re-run with the same command continues where it stopped.
+* Cells run in this process (Hydra's default launcher) share one set of Ray actors: the
+  parameter server's host and the worker actors start with the first cell and are given each
+  cell's model, data and rule (:mod:`robustagg.backends.ray_pool`); they stop when the sweep
+  ends, also when a cell fails.
 
 The sweeper writes ``sweep.json`` (every cell's folder name, in order) into the sweep folder;
 the task reads it to print ``[cell k/m]``, and ``experiments.report`` reads it to know which
@@ -141,6 +145,7 @@ class GridSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         from robustagg.backends.ray_cluster import RAY_ENV
+        from robustagg.backends.ray_pool import sweep_pool
 
         os.environ.update(RAY_ENV)  # before a launcher (Ray's) starts or joins Ray
 
@@ -179,9 +184,10 @@ class GridSweeper(Sweeper):
         jobs = [job for _, job in todo]
         size = self.max_batch_size or max(len(jobs), 1)
         returns = []
-        for first in range(0, len(jobs), size):
-            results = self.launcher.launch(jobs[first:first + size], initial_job_idx=first)
-            for r in results:
-                _ = r.return_value  # re-raises a failed cell's exception
-            returns.append(results)
+        with sweep_pool():  # cells run in this process share Ray actors (not other launchers')
+            for first in range(0, len(jobs), size):
+                results = self.launcher.launch(jobs[first:first + size], initial_job_idx=first)
+                for r in results:
+                    _ = r.return_value  # re-raises a failed cell's exception
+                returns.append(results)
         return returns

@@ -8,8 +8,14 @@ numpy arrays it does not); a compressing worker answers with its message's numpy
 beside the parameters. The round's deadline is ``timeout_s`` after the round's start (before
 the parameters are published); what has not been seen by then (late, crashed, malformed) is an
 omission. Actors are created with ``max_restarts`` so that a crashed worker process is
-restarted by Ray, rebuilds its shard in ``__init__`` (from the dataset the backend keeps in the
-object store until ``close``) and rejoins the following rounds.
+restarted by Ray, rebuilds its shard at its next call (from the worker specs and the dataset
+the backend keeps in the object store until ``close``) and rejoins the following rounds.
+
+An actor process hosts the workers of one run at a time: ``setup`` builds them from the run's
+specs and dataset (both passed as object-store references), so the actors of a finished run
+can serve the next one. With a :class:`~robustagg.backends.ray_pool.WorkerPool` the backend
+takes its actors from the pool and gives the healthy ones back at ``close`` (a sweep's cells
+share them: :mod:`robustagg.backends.ray_pool`); without one it starts its own and kills them.
 
 Resources are fractional (``cpus_per_actor``, default: the cluster's CPUs shared evenly
 among the actors) so that 10-20 workers share 2 cores. ``workers_per_actor > 1`` packs
@@ -31,23 +37,39 @@ from robustagg.run.worker import build_worker, fault, timed_gradient
 from .base import Arrivals, Backend, check_answer, spec_compressor
 
 _DATA_FIELDS = ("x_train", "y_train", "x_test", "y_test")
+RELEASE_TIMEOUT_S = 10.0  # for a pooled actor to finish a late answer and drop its run
 
 
 class _RayWorker:
-    """One actor process hosting one or more logical workers (by worker id)."""
+    """One actor process hosting the logical workers (by worker id) of one run at a time."""
 
-    def __init__(self, specs: list, data: dict | None):
+    def __init__(self):
         torch.set_num_threads(1)
+        self.run, self.states = None, {}
+
+    def setup(self, run: tuple) -> int:
+        """Build the workers of ``run``: ``(token, [specs ref, data ref or None])`` (references
+        in a list, which Ray passes unresolved); returns this process's id."""
+        import ray
+
+        token, (specs_ref, data_ref) = run
+        specs = ray.get(specs_ref)
         shared = None
-        if data is not None:
+        if data_ref is not None:
+            data = ray.get(data_ref)
             # the object store hands out read-only arrays; each worker keeps a copy of its shard
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 shared = Data(*(torch.from_numpy(data[k]) for k in _DATA_FIELDS),
                               num_classes=data["num_classes"])
+        self.run, self.states = None, {}  # a failed build leaves no half-built run
         self.states = {s.worker_id: build_worker(s, shared) for s in specs}
+        self.run = token
+        return os.getpid()
 
-    def compute(self, worker_id: int, round: int, params: np.ndarray, mask=None):
+    def compute(self, worker_id: int, round: int, params: np.ndarray, mask, run: tuple):
+        if run[0] != self.run:  # restarted by Ray since setup: rebuild this run's workers
+            self.setup(run)
         state = self.states[worker_id]
         act = fault(state, round)
         if act == "crash":
@@ -60,6 +82,11 @@ class _RayWorker:
             m = None if mask is None else torch.from_numpy(mask)
         grad, loss, secs = timed_gradient(state, p, round, m)
         return (grad.numpy() if state.compressor is None else grad.message()), loss, secs
+
+    def release(self) -> int:
+        """Drop the run's workers; returns this process's id."""
+        self.run, self.states = None, {}
+        return os.getpid()
 
     def ping(self):
         return os.getpid()
@@ -90,10 +117,12 @@ def _arrived_by(refs: list, deadline: float) -> tuple[list, list]:
 
 class RayBackend(Backend):
     """Workers as Ray actors. Needs ``ray`` initialised in this process (the training loop or
-    :func:`robustagg.backends.ray_cluster.ensure_ray` does it)."""
+    :func:`robustagg.backends.ray_cluster.ensure_ray` does it). ``pool``: a
+    :class:`~robustagg.backends.ray_pool.WorkerPool` to take the actors from and give them
+    back to (None: start them here, kill them at ``close``)."""
 
     def __init__(self, workers_per_actor: int = 1, cpus_per_actor: float | None = None,
-                 max_restarts: int = 3, start_timeout_s: float = 300.0):
+                 max_restarts: int = 3, start_timeout_s: float = 300.0, pool=None):
         if not isinstance(workers_per_actor, int) or workers_per_actor < 1:
             raise ValueError(f"RayBackend: workers_per_actor must be an int >= 1, "
                              f"got workers_per_actor={workers_per_actor!r}")
@@ -103,9 +132,12 @@ class RayBackend(Backend):
         self.cpus_per_actor = cpus_per_actor
         self.max_restarts = max_restarts
         self.start_timeout_s = start_timeout_s
+        self.pool = pool
         self.actors = []
-        self.actor_of = {}
-        self.data_ref = None
+        self.actor_of = {}  # worker id -> its actor
+        self.run_of = {}  # worker id -> its actor's setup (see _RayWorker.setup)
+        self.pids = []  # each actor's process at setup: another one at close means a restart
+        self.options = None
         self.compressor = None
 
     def start(self, specs, data=None):
@@ -120,18 +152,24 @@ class RayBackend(Backend):
         cpus = self.cpus_per_actor
         if cpus is None:  # leave a share for the server
             cpus = max(ray.cluster_resources().get("CPU", 1.0) / (len(groups) + 1), 0.01)
-        # One copy in the object store instead of one load per actor. The reference is held
-        # until close(): Ray re-runs an actor's __init__ with the same arguments when it
-        # restarts the actor, and an argument nobody holds any more has been freed by then.
-        self.data_ref = None
+        self.options = {"num_cpus": round(cpus, 4), "max_restarts": self.max_restarts,
+                        "max_task_retries": 0}
+        # One copy of the dataset in the object store instead of one load per actor. The
+        # references are held until close(): an actor restarted by Ray rebuilds its workers
+        # from them, and an object nobody holds any more has been freed by then.
+        data_ref = None
         if data is not None:
-            self.data_ref = ray.put({**{k: getattr(data, k).numpy() for k in _DATA_FIELDS},
-                                     "num_classes": data.num_classes})
-        cls = ray.remote(_RayWorker).options(num_cpus=round(cpus, 4),
-                                             max_restarts=self.max_restarts, max_task_retries=0)
-        self.actors = [cls.remote(g, self.data_ref) for g in groups]
+            data_ref = ray.put({**{k: getattr(data, k).numpy() for k in _DATA_FIELDS},
+                                "num_classes": data.num_classes})
+        token = os.urandom(8).hex()  # names this run to the actors
+        runs = [(token, [ray.put(g), data_ref]) for g in groups]
+        reused = self.pool.take(self.options, len(groups)) if self.pool is not None else []
+        cls = ray.remote(_RayWorker).options(**self.options)
+        self.actors = reused + [cls.remote() for _ in range(len(groups) - len(reused))]
         self.actor_of = {s.worker_id: self.actors[k] for k, g in enumerate(groups) for s in g}
-        ray.get([a.ping.remote() for a in self.actors], timeout=self.start_timeout_s)
+        self.run_of = {s.worker_id: runs[k] for k, g in enumerate(groups) for s in g}
+        self.pids = ray.get([a.setup.remote(run) for a, run in zip(self.actors, runs)],
+                            timeout=self.start_timeout_s)
 
     def compute(self, round, params, worker_ids, timeout_s, mask=None):
         import ray
@@ -142,7 +180,8 @@ class RayBackend(Backend):
         deadline = t0 + timeout_s  # from the round's start: publishing counts too
         ref = ray.put(params.numpy())  # published once; every actor reads the same object
         mask_ref = None if mask is None else ray.put(mask.numpy())
-        refs = {self.actor_of[i].compute.remote(i, round, ref, mask_ref): i for i in worker_ids}
+        refs = {self.actor_of[i].compute.remote(i, round, ref, mask_ref, self.run_of[i]): i
+                for i in worker_ids}
         ready, pending = _arrived_by(list(refs), deadline)
         for r in ready:
             i = refs[r]
@@ -169,8 +208,33 @@ class RayBackend(Backend):
         return out
 
     def close(self):
+        """Kill the actors, or with a pool give back those still in the process they were set
+        up in (one restarted by Ray, or still busy after ``RELEASE_TIMEOUT_S``, is killed)."""
         import ray
 
+        keep = []
+        if self.pool is not None and self.actors:
+            keep = _still_set_up(self.actors, self.pids, RELEASE_TIMEOUT_S)
+            self.pool.give(self.options, keep)
         for a in self.actors:
-            ray.kill(a, no_restart=True)
-        self.actors, self.actor_of, self.data_ref = [], {}, None
+            if not any(a is k for k in keep):
+                ray.kill(a, no_restart=True)
+        self.actors, self.actor_of, self.run_of, self.pids = [], {}, {}, []
+
+
+def _still_set_up(actors: list, pids: list, timeout_s: float) -> list:
+    """The ``actors`` that dropped their run within ``timeout_s`` in the process they were set
+    up in (``pids``); not those restarted by Ray since, dead, or still busy."""
+    import ray
+
+    refs = {a.release.remote(): (a, pid) for a, pid in zip(actors, pids)}
+    ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+    out = []
+    for r in ready:
+        a, pid = refs[r]
+        try:
+            if ray.get(r) == pid:
+                out.append(a)
+        except ray.exceptions.RayError:  # died meanwhile
+            continue
+    return out

@@ -85,6 +85,17 @@ class _Actor:
         self.ray.kill(self.actor, no_restart=True)
 
 
+def _server(cfg):
+    """The run's server: in this process, or for Ray a new actor, or the host of the
+    enclosing sweep's pool (:func:`robustagg.backends.ray_pool.sweep_pool`)."""
+    if cfg.backend != "ray":
+        return _Local(cfg)
+    from robustagg.backends.ray_pool import active_pool
+
+    pool = active_pool()
+    return _Actor(cfg) if pool is None else pool.lease(_server_class(cfg), cfg)
+
+
 def _evaluate_now(cfg, r):
     return (r + 1) % cfg.eval_every == 0 or r + 1 == cfg.rounds
 
@@ -124,7 +135,7 @@ def _train(cfg: TrainConfig, out: str) -> TrainResult:
     server = None
     try:
         t0 = time.perf_counter()
-        server = (_Actor if cfg.backend == "ray" else _Local)(cfg)
+        server = _server(cfg)
         server.call("params")  # waits for the server and its workers to be up
         startup_s = time.perf_counter() - t0
         if state:
