@@ -20,6 +20,7 @@ The sweeper writes ``sweep.json`` (every cell's folder name, in order) into the 
 the task reads it to print ``[cell k/m]``, and ``experiments.report`` reads it to know which
 cells belong to the sweep.
 """
+import copy
 import itertools
 import json
 import os
@@ -109,6 +110,26 @@ def product(overrides) -> List[List[str]]:
     return [list(cell) for cell in itertools.product(*choices.values())]
 
 
+class _Composed:
+    """Hydra's config loader, answering ``load_sweep_config`` for a cell composed before with a
+    copy of that config (the launcher writes the job's number into it): the sweeper composes
+    every cell to check it, and the launcher asks for each again (about 0.3-1 s a cell)."""
+
+    def __init__(self, loader):
+        self.loader, self.configs = loader, {}
+
+    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: List[str]) -> DictConfig:
+        key = (id(master_config), tuple(sweep_overrides))
+        if key not in self.configs:
+            self.configs[key] = self.loader.load_sweep_config(master_config, list(sweep_overrides))
+        return copy.deepcopy(self.configs[key])
+
+    def __getattr__(self, name):  # the rest of the loader's interface
+        if name in ("loader", "configs") or name.startswith("__"):  # unpickling: not set yet
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+
 class GridSweeper(Sweeper):
     """Hydra's basic sweeper over the union of ``grids``, skipping finished cells."""
 
@@ -126,6 +147,8 @@ class GridSweeper(Sweeper):
               config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
 
+        hydra_context = HydraContext(config_loader=_Composed(hydra_context.config_loader),
+                                     callbacks=hydra_context.callbacks)
         self.hydra_context, self.config = hydra_context, config
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config)
