@@ -113,6 +113,7 @@ class Backend(abc.ABC):
 _BACKENDS = {
     "local": "robustagg.backends.local_backend:LocalBackend",
     "ray": "robustagg.backends.ray_backend:RayBackend",
+    "ray_partition": "robustagg.backends.ray_partition:PartitionBackend",
     "lambda": "robustagg.backends.serverless.backend:LambdaBackend",
 }
 
