@@ -2,6 +2,7 @@
 
     python -m experiments.bench_compression accuracy   # rules x attacks x k/d, ~10 min on 2 cores
     python -m experiments.bench_compression goal       # k/d = 0.01 shared masks vs dense, 3 seeds
+    python -m experiments.bench_compression budget     # the same with a step-decay lr, 2x rounds
     python -m experiments.bench_compression cost       # top-k vs approximate top-k at d = 1e7
     python -m experiments.bench_compression plot       # the PNGs of docs/compression.md
 
@@ -22,6 +23,12 @@ against the dense run at ``--rounds``, which is 1/50 of the dense run's bytes (k
 improving. Settings other than the compression (lr, momentum) are each setting's own: the
 dense one of ``accuracy``, the compressed ones tuned on seed 0 (docs/compression.md).
 
+``budget``: the settings of :data:`BUDGET` with a step-decay learning rate (times 0.1 at 2/3
+and at 13/15 of each run, :func:`milestones`), for ``--rules``, ``--attacks`` and ``--seeds``:
+the dense run ``--rounds`` rounds long, each compressed run twice as long, which at k/d = 0.01
+is 1/50 of the dense run's bytes. Each run is one JSON file under ``<out>/budget/`` (several
+processes may share a sweep; a stopped one resumes); ``plot`` prints their table.
+
 ``cost``: at d = 1e7, one thread, the time to compress one float32 gradient with ``topk``,
 ``approx_topk`` and ``randk_shared`` (a gather), against the memory read bound (one pass
 ``x.sum()`` over the 40 MB) and against sending the dense gradient at the Ray and Lambda
@@ -29,7 +36,7 @@ bandwidths of :mod:`robustagg.costmodel`: compressing pays when compress time + 
 bandwidth < dense bytes / bandwidth.
 
 Writes JSON to ``--out`` (default ``outputs/bench_compression``); ``plot`` reads it and writes
-``docs/img/compression_accuracy.png`` and ``docs/img/compression_cost.png``.
+``docs/img/compression_{accuracy,goal,budget,cost}.png``.
 """
 import argparse
 import json
@@ -54,6 +61,20 @@ GOAL = {
                                              worker_momentum=0.9,
                                              compression_kwargs={"ratio": 0.01}),
 }
+
+
+# label -> TrainConfig settings of ``budget`` (k/d = 0.01, shared masks, a step-decay lr)
+BUDGET = {
+    "dense": DENSE,
+    "top-k mask + worker momentum": dict(compression="topk_shared", lr=1.0, momentum=0.0,
+                                         worker_momentum=0.9, compression_kwargs={"ratio": 0.01}),
+    "RoSDHB (rand-k, worker momentum)": GOAL["RoSDHB (rand-k, worker momentum)"],
+}
+
+
+def milestones(rounds: int) -> list[int]:
+    """``budget``'s step decay: the lr times 0.1 at 2/3 and again at 13/15 of the run."""
+    return [round(2 * rounds / 3), round(13 * rounds / 15)]
 
 
 def dataset():
@@ -138,6 +159,74 @@ def goal(args):
                         json.dump(done, fh, indent=1)
 
 
+def budget(args):
+    """Each run of ``budget`` in its own file under ``<out>/budget/``, so that several
+    processes (seeds, rules) can share the work and a stopped sweep resumes."""
+    import torch
+
+    from robustagg.run.config import TrainConfig
+    from robustagg.training import train
+
+    torch.set_num_threads(1)
+    folder = os.path.join(args.out, "budget")
+    os.makedirs(folder, exist_ok=True)
+    ds = dataset()
+    for seed in args.seeds:
+        for rule in args.rules:
+            for attack in args.attacks:
+                for label in args.settings:
+                    kw = BUDGET[label]
+                    total = args.rounds * (1 if kw["compression"] == "none" else 2)
+                    slug = "".join(c if c.isalnum() else "-" for c in label.split(" (")[0])
+                    path = os.path.join(folder, f"{rule}-{attack}-{slug}-R{args.rounds}-s{seed}.json")
+                    if os.path.exists(path):
+                        continue
+                    t0 = time.perf_counter()
+                    res = train(TrainConfig(
+                        **BASE, **kw, dataset=ds, rule=rule, attack=attack, rounds=total,
+                        lr_milestones=milestones(total), eval_every=max(1, total // 12),
+                        seed=seed, output_dir=os.path.join(args.out, "runs",
+                                                           f"budget-{os.getpid()}")))
+                    bytes_round = res.history[0]["bytes_round"]
+                    rec = {"rule": rule, "attack": attack, "setting": label, "seed": seed,
+                           "dense_rounds": args.rounds, "rounds": total, "dataset": ds,
+                           "bytes_round": bytes_round,
+                           "curve": [(r["round"] + 1, (r["round"] + 1) * bytes_round,
+                                      r["test_acc"]) for r in res.history if "test_acc" in r],
+                           "wall_s": time.perf_counter() - t0, "load_end": os.getloadavg()}
+                    print(json.dumps({k: v for k, v in rec.items() if k != "curve"} |
+                                     {"final_acc": rec["curve"][-1][2]}), flush=True)
+                    with open(path, "w") as fh:
+                        json.dump(rec, fh)
+
+
+def budget_table(runs) -> str:
+    """The markdown table of ``budget``: final accuracy, mean ± std over seeds, and the gap
+    (dense minus compressed)."""
+    import numpy as np
+
+    labels = list(dict.fromkeys(r["setting"] for r in runs))
+    cells = sorted({(r["rule"], r["attack"], r["dense_rounds"]) for r in runs})
+
+    def final(rule, attack, rounds, label):
+        return 100 * np.array([r["curve"][-1][2] for r in runs if (
+            r["rule"], r["attack"], r["dense_rounds"], r["setting"]) == (rule, attack, rounds,
+                                                                         label)])
+
+    head = ["rule", "attack", "dense rounds"] + labels + \
+        [f"gap, {lb}" for lb in labels if lb != "dense"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for rule, attack, rounds in cells:
+        accs = {lb: final(rule, attack, rounds, lb) for lb in labels}
+        row = [rule, attack, str(rounds)]
+        row += [f"{a.mean():.1f} ± {a.std():.1f} ({len(a)})" if len(a) else "-"
+                for a in accs.values()]
+        row += [f"{accs['dense'].mean() - accs[lb].mean():.1f}"
+                if len(accs[lb]) and len(accs["dense"]) else "-" for lb in labels if lb != "dense"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def _best(fn, repeats):
     best = float("inf")
     for _ in range(repeats):
@@ -214,6 +303,13 @@ def plot(args):
     if os.path.exists(goal_path):
         plot_goal(plt, json.load(open(goal_path)), args.img)
 
+    budget_runs = [json.load(open(os.path.join(args.out, "budget", f)))
+                   for f in sorted(os.listdir(os.path.join(args.out, "budget")))] \
+        if os.path.isdir(os.path.join(args.out, "budget")) else []
+    if budget_runs:
+        plot_budget(plt, budget_runs, args.img)
+        print(budget_table(budget_runs))
+
     c = json.load(open(os.path.join(args.out, "cost.json")))
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for name, marker in (("topk", "o"), ("approx_topk", "s"), ("randk_shared", "^")):
@@ -275,19 +371,60 @@ def plot_goal(plt, runs, img):
     fig.savefig(os.path.join(img, "compression_goal.png"), dpi=110)
 
 
+def plot_budget(plt, runs, img):
+    """``budget``: test accuracy against the bytes sent so far, mean over seeds, one panel per
+    rule and attack; the dotted line is 1/50 of the dense run's bytes."""
+    import numpy as np
+
+    labels = list(dict.fromkeys(r["setting"] for r in runs))
+    cells = sorted({(r["rule"], r["attack"]) for r in runs})
+    fig, axes = plt.subplots(1, len(cells), figsize=(4 * len(cells), 3.8), sharey=True,
+                             squeeze=False)
+    for ax, (rule, attack) in zip(axes[0], cells):
+        for label, color in zip(labels, ("k", "tab:blue", "tab:orange", "tab:gray")):
+            for rounds, style in zip(sorted({r["dense_rounds"] for r in runs}), ("-", "--", ":")):
+                curves = [r["curve"] for r in runs if (r["rule"], r["attack"], r["setting"],
+                                                       r["dense_rounds"]) ==
+                          (rule, attack, label, rounds)]
+                if not curves:
+                    continue
+                n = min(len(c) for c in curves)
+                acc = 100 * np.array([[p[2] for p in c[:n]] for c in curves])
+                ax.plot([p[1] for p in curves[0][:n]], acc.mean(0), style, marker="o", ms=2.5,
+                        color=color, label=f"{label}, dense R = {rounds}")
+            dense = [r for r in runs if r["setting"] == "dense" and r["rule"] == rule]
+            for r in {d["dense_rounds"]: d for d in dense}.values():
+                ax.axvline(r["bytes_round"] * r["rounds"] / 50, ls=":", color="k", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_ylim(60, 90)
+        ax.grid(alpha=0.3)
+        ax.set_title(f"{rule}, {attack.upper()}", fontsize=9)
+        ax.set_xlabel("bytes sent so far (all workers)")
+    axes[0][0].set_ylabel("test accuracy %")
+    axes[0][0].legend(fontsize=6, loc="lower right")
+    fig.suptitle("k/d = 0.01, step-decay lr, compressed runs 2x the dense rounds (1/50 of the "
+                 f"bytes); n = 10, f = 2 ({runs[0]['dataset']})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(os.path.join(img, "compression_budget.png"), dpi=110)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=("accuracy", "goal", "cost", "plot"))
+    p.add_argument("what", choices=("accuracy", "goal", "budget", "cost", "plot"))
     p.add_argument("--rounds", type=int, default=150)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--rules", nargs="+", default=["trimmed_mean", "median"], choices=RULES)
+    p.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=ATTACKS)
+    p.add_argument("--settings", nargs="+", default=list(BUDGET)[:2], choices=list(BUDGET))
     p.add_argument("--d", default="1e7")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="outputs/bench_compression")
     p.add_argument("--img", default="docs/img")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    {"accuracy": accuracy, "goal": goal, "cost": cost, "plot": plot}[args.what](args)
+    {"accuracy": accuracy, "goal": goal, "budget": budget, "cost": cost,
+     "plot": plot}[args.what](args)
 
 
 if __name__ == "__main__":
