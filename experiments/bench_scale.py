@@ -46,6 +46,7 @@ Per round it reports the time and the bytes the server allocated (torch's profil
 which is what the round's copies cost. Writes ``server.md`` and ``server.json``.
 """
 import argparse
+import functools
 import json
 import math
 import os
@@ -120,11 +121,12 @@ def bandwidth(mb=BANDWIDTH_MB, repeats=5):
             "store_GBps": gb / (put + get)}
 
 
+@functools.lru_cache(maxsize=None)
 def kernel_time(n, d, rule, repeats=2):
     """Seconds of ``rule`` (a name) with f = 0 on a ready float32 [n, d] buffer in this process,
     torch on one thread and the native kernels on every core, as the server runs it; timed on
     at most :data:`KERNEL_VALUES` values and scaled by d beyond (the rules' work is linear in
-    d at fixed n)."""
+    d at fixed n); once per (n, d, rule) in a run."""
     import torch
 
     from robustagg import kernels
@@ -359,6 +361,8 @@ def main(argv=None):
                     help="the workers: synthetic gradients, or an MLP on the synthetic problem")
     ap.add_argument("--actors", type=int, default=2,
                     help="worker processes the logical workers are packed into")
+    ap.add_argument("--address", default=None,
+                    help="a running Ray cluster to join (host:port or auto); default: a local one")
     ap.add_argument("--memory-fraction", type=float, default=0.75,
                     help="skip cells needing more than this share of the machine's memory")
     ap.add_argument("--out", default="runs/bench_scale")
@@ -393,7 +397,7 @@ def main(argv=None):
     from robustagg.backends.ray_cluster import ensure_ray
 
     store_mb = max([4 * (n + 2) * d * 1.25 / 2**20 for n, d, _ in runs] + [300])
-    _, started = ensure_ray(None, num_cpus=2, object_store_mb=int(store_mb))
+    _, started = ensure_ray(args.address, num_cpus=os.cpu_count(), object_store_mb=int(store_mb))
     try:
         bw = bandwidth()
         rows = []

@@ -82,20 +82,21 @@ class Shard:
     def params(self) -> torch.Tensor:
         return self.param.detach().clone()
 
-    def fill(self, slices: dict) -> list[int]:
+    def fill(self, slices: dict, start: int = 0) -> list[int]:
         """Write each worker's slice (``{worker id: float32 [hi - lo]}``, a tensor or numpy
-        array) into the buffer in worker-id order, folded into its momentum with
+        array) into the buffer in worker-id order from row ``start`` on (the rows before it
+        are kept: the coordinator delivers a round in chunks), folded into its momentum with
         ``worker_momentum``; returns the ids whose slice is malformed (then nothing is written:
-        the coordinator drops them and fills again)."""
+        the coordinator drops them and sends the chunk again)."""
         w = self.hi - self.lo
         checked = {i: check_gradient(g, w) for i, g in slices.items()}
         bad = sorted(i for i, g in checked.items() if g is None)
         if bad:
             return bad
-        for k, i in enumerate(sorted(checked)):
+        for k, i in enumerate(sorted(checked), start):
             self.rows[k].copy_(fold_momentum(self.momentum, i, checked[i],
                                              self.cfg.worker_momentum))
-        self.m = len(checked)
+        self.m = start + len(checked)
         self.x = self.rows[:self.m]
         return []
 

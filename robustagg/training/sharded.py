@@ -91,6 +91,11 @@ class RayShards:
         self.placement.remove(self.pg)
 
 
+# Gradients the coordinator hands to the shards per call (bytes): bounds the extra copy that
+# crossing the coordinator costs in the object store.
+DELIVERY_BYTES = 2 ** 28
+
+
 class ShardedServer(ParameterServer):
     """A :class:`ParameterServer` whose state lives in ``cfg.server_shards`` shards (module
     doc). Same interface: ``step``, ``params``, ``evaluate``, ``state_dict``,
@@ -123,6 +128,33 @@ class ShardedServer(ParameterServer):
                 torch.nn.utils.vector_to_parameters(self.params(), self.parameters)
             self._synced = True
 
+    def _deliver(self, arr, d: int) -> list[int]:
+        """Send each arrived gradient's slices to the shards, :data:`DELIVERY_BYTES` of
+        gradients at a time in worker-id order, and drop each gradient from ``arr`` once its
+        slices are delivered (its object-store copy is freed then), so that the round's bytes
+        are held about twice (arrivals and the shards' buffers), not three times. A worker
+        whose slice a shard refuses is an omission (its chunk is sent again without it).
+        Returns the ids of the rows the shards hold, in row order."""
+        ids, pending = [], sorted(arr.grads)
+        per_chunk = max(1, DELIVERY_BYTES // (4 * d))
+        for start in range(0, len(pending), per_chunk):
+            part = pending[start:start + per_chunk]
+            while part:
+                # numpy slices: Ray ships a numpy view's own bytes out of band (a torch view
+                # would be pickled with its whole storage: every shard would get whole rows)
+                bad = set().union(*self.shards.each("fill", [
+                    ({i: arr.grads[i].numpy()[lo:hi] for i in part}, len(ids))
+                    for lo, hi in self.bounds]))
+                if not bad:
+                    break
+                for i in bad:
+                    arr.errors[i] = "malformed answer"
+                part = [i for i in part if i not in bad]
+            ids += part
+            for i in pending[start:start + per_chunk]:
+                del arr.grads[i]
+        return ids
+
     def _step(self) -> dict:
         c, r = self.cfg, self.round
         t0 = time.perf_counter()
@@ -130,19 +162,9 @@ class ShardedServer(ParameterServer):
         d = params.numel()
         arr = self.backend.compute(r, params, self._asked(), c.round_timeout_s)
         t1 = time.perf_counter()
-        grads = dict(arr.grads)
-        while True:  # a worker whose slice a shard refuses is an omission (then fill again)
-            # numpy slices: Ray ships a numpy view's own bytes out of band (a torch view would
-            # be pickled with its whole storage: every shard would receive whole rows)
-            bad = set().union(*self.shards.each("fill", [
-                ({i: g.numpy()[lo:hi] for i, g in grads.items()},) for lo, hi in self.bounds]))
-            if not bad:
-                break
-            for i in bad:
-                arr.errors[i] = "malformed answer"
-                del grads[i]
+        ids = self._deliver(arr, d)
+        arrived = len(ids)
         t_fill = time.perf_counter()
-        ids = sorted(grads)
         honest_ids = [i for i in ids if i not in self.byzantine]
         h = len(honest_ids)
         if self.model_attack is not None:
@@ -173,7 +195,7 @@ class ShardedServer(ParameterServer):
         compute = max(arr.compute_s.values(), default=0.0)
         honest_losses = [arr.losses[i] for i in honest_ids if i in arr.losses]
         record.update(
-            round=r, arrived=len(grads), asked=len(self._asked()),
+            round=r, arrived=arrived, asked=len(self._asked()),
             omitted={str(i): why for i, why in sorted(arr.errors.items())},
             skipped="" if finite else "non-finite aggregate",
             train_loss=sum(honest_losses) / len(honest_losses) if honest_losses else None,

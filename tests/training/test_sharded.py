@@ -171,3 +171,42 @@ def test_sharded_checkpoint_then_resume_equals_uninterrupted(tmp_path):
     run(tmp_path, "part", **{**kw, "rounds": 3})
     resumed = run(tmp_path, "part", **{**kw, "resume": True})
     assert torch.equal(resumed.params, full.params)
+
+
+def test_delivery_in_chunks_equals_unsharded(tmp_path, monkeypatch):
+    from robustagg.training import sharded
+
+    kw = {"rule": "multi_krum", "attack": "alie", "worker_momentum": 0.5}
+    one = run(tmp_path, "one", **kw)
+    monkeypatch.setattr(sharded, "DELIVERY_BYTES", 1)  # one worker per call to the shards
+    three = run(tmp_path, "three", server_shards=3, **kw)
+    assert torch.equal(three.params, one.params)
+    assert [r["selected"] for r in three.history] == [r["selected"] for r in one.history]
+
+
+def test_a_slice_a_shard_refuses_is_an_omission(tmp_path, monkeypatch):
+    """A float64 answer (which a backend's own check would refuse) reaching the shards: they
+    refuse its slice, the coordinator drops the worker and delivers the rest of its chunk."""
+    from robustagg.backends.local_backend import LocalBackend
+    from robustagg.training import sharded
+
+    class Float64For3(LocalBackend):
+        def compute(self, *a, **k):
+            arr = super().compute(*a, **k)
+            arr.grads[3] = arr.grads[3].double()
+            return arr
+
+    monkeypatch.setattr(sharded, "DELIVERY_BYTES", 3 * 4 * 5000)  # chunks of a few workers
+    cfg = TrainConfig(rule="mean", byzantine=0, backend="local", server_shards=2,
+                      progress=False, rounds=1, output_dir=str(tmp_path / "bad"))
+    server = sharded.ShardedServer(cfg, backend=Float64For3())
+    try:
+        params = server.params()
+        rec = server.step()
+        assert rec["omitted"] == {"3": "malformed answer"} and rec["arrived"] == 9
+        want = [g for i, g in LocalBackend.compute(server.backend, 0, params, list(range(10)),
+                                                   60.0).grads.items() if i != 3]
+        torch.testing.assert_close(torch.cat(server.shards.call("params")),
+                                   params - 0.1 * torch.stack(want).mean(0))
+    finally:
+        server.close()
