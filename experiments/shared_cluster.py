@@ -4,7 +4,8 @@ alone.
 ``python -m experiments.shared_cluster`` starts a loopback cluster (``--nodes`` nodes of
 ``--cpus`` logical CPUs on 127.0.0.1), a share arbiter (:mod:`robustagg.backends.ray_shares`)
 of one actor slot per CPU, and three sweeps of the default experiment (digits, MLP, Krum,
-Gaussian attack, n = 10, f = 2), each in its own process: A sweeps the rule (2 cells), B the
+Gaussian attack, n = 10, f = 2; 300 rounds a cell rather than 100, so that training outweighs
+the actors' start-up), each in its own process: A sweeps the rule (2 cells), B the
 attack (3 cells), C the seed (4 cells). Every cell trains on the ``ray_partition`` backend and
 follows its sweep's fair share: equal shares while the three run, the finished sweeps' shares
 going to those still running at their next round. Each sweep first runs alone on the cluster,
@@ -197,7 +198,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nodes", type=int, default=2)
     ap.add_argument("--cpus", type=int, default=3, help="logical CPUs (actor slots) per node")
-    ap.add_argument("--rounds", type=int, default=100, help="rounds of every cell")
+    ap.add_argument("--rounds", type=int, default=300, help="rounds of every cell")
     ap.add_argument("--out", default="outputs/shared_cluster")
     ap.add_argument("--plot", default="docs/img/shared_cluster.png")
     ap.add_argument("--sweep", help=argparse.SUPPRESS)  # one sweep, in a process of its own

@@ -28,6 +28,9 @@ def hold(temp_dir: str, nodes: int, cpus: int, object_store_mb: int = 100) -> No
     """Start the cluster, print its address, wait for stdin to close."""
     os.environ.update(RAY_ENV)
     os.environ["RAY_TMPDIR"] = temp_dir
+    # Ray's memory monitor reads the whole machine's memory: on a machine shared with other
+    # jobs it would kill this cluster's workers for their memory; the kernel's OOM killer stays
+    os.environ["RAY_memory_monitor_refresh_ms"] = "0"
     os.makedirs(os.path.join(temp_dir, "ray"), exist_ok=True)
     from ray.cluster_utils import Cluster
 

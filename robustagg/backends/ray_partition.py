@@ -110,6 +110,10 @@ class PartitionBackend(RayBackend):
         if arbiter is not None and (schedule or actors is not None):
             raise ValueError("PartitionBackend: give either an arbiter (the size follows the "
                              "run's fair share) or actors/schedule (a fixed size), not both")
+        if isinstance(cpus_per_actor, bool) or not isinstance(cpus_per_actor, (int, float)) \
+                or not cpus_per_actor > 0:
+            raise ValueError(f"PartitionBackend: cpus_per_actor must be a number > 0, "
+                             f"got {cpus_per_actor!r}")
         if not place_timeout_s > 0:
             raise ValueError(f"PartitionBackend: place_timeout_s must be > 0, "
                              f"got {place_timeout_s!r}")
@@ -124,6 +128,8 @@ class PartitionBackend(RayBackend):
 
     # ---- how many actors ----
     def _target(self, round: int) -> int:
+        """How many actors to hold for ``round``: the arbiter's share, the schedule's or the
+        fixed size, within 1 and the number of workers."""
         if self.arbiter is not None:
             import ray
 
@@ -251,7 +257,8 @@ class PartitionBackend(RayBackend):
             ray.get(self.arbiter.join.remote(self.run, len(self.specs)))
         self.actors, self.groups = _KEPT.pop(self.run, ([], []))  # a previous cell's
         self.hosting = [None] * len(self.actors)
-        self._resize(self._target(0), wait=True)
+        # wait for the placement, unless it follows an arbiter and kept actors can serve now
+        self._resize(self._target(0), wait=self.arbiter is None or not self.actors)
         ray.get([a.ping.remote() for a in self.actors], timeout=self.start_timeout_s)
 
     def compute(self, round, params, worker_ids, timeout_s, mask=None):

@@ -72,7 +72,7 @@ class ShareArbiter:
         self.members[run][0] -= 1
         if self.members[run][0] <= 0:
             del self.members[run]
-        self._note(run, held=0)
+            self._note(run, held=0)
 
     def shares(self) -> dict:
         return fair_shares(self.capacity, {run: d for run, (_, d) in self.members.items()})

@@ -143,6 +143,8 @@ def test_bad_settings_are_refused():
         PartitionBackend(schedule={0: 0})
     with pytest.raises(ValueError, match="actors must be"):
         PartitionBackend(actors=0)
+    with pytest.raises(ValueError, match="cpus_per_actor must be"):
+        PartitionBackend(cpus_per_actor=None)
 
 
 # ---- training in a resized partition ----
