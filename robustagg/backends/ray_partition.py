@@ -24,11 +24,14 @@ naming what is free. Under an arbiter, growth never waits: the new reservations 
 """
 from __future__ import annotations
 
+import logging
 import os
 
 from .base import spec_compressor
 from .ray_backend import _DATA_FIELDS, RayBackend, _RayWorker
 from .ray_shares import find_arbiter
+
+logger = logging.getLogger(__name__)
 
 
 def deal(ids: list, k: int) -> list[list]:
@@ -120,7 +123,7 @@ class PartitionBackend(RayBackend):
         self.actors_fixed, self.arbiter_name = actors, arbiter
         self.run = run or f"run-{id(self):x}"
         self.place_timeout_s, self.address, self.keep = place_timeout_s, address, keep
-        self.arbiter, self.connected_here = None, False
+        self.arbiter, self.arbiter_lost, self.connected_here = None, False, False
         self.specs = []
         self.groups, self.starting, self.pending = [], [], []  # groups[b]: actor b's bundle
         self.hosting = []  # hosting[b]: the worker ids actor b has been set up with
@@ -133,7 +136,15 @@ class PartitionBackend(RayBackend):
         if self.arbiter is not None:
             import ray
 
-            want = ray.get(self.arbiter.share.remote(self.run), timeout=self.place_timeout_s)
+            try:
+                want = ray.get(self.arbiter.share.remote(self.run), timeout=self.place_timeout_s)
+            except ray.exceptions.RayError as e:  # its driver has gone: keep what is held
+                if not self.arbiter_lost:
+                    logger.warning("run %r: the share arbiter %r does not answer (%s); the "
+                                   "partition keeps its %d actors", self.run, self.arbiter_name,
+                                   type(e).__name__, len(self.actors))
+                self.arbiter_lost = True
+                want = len(self.actors)
         elif self.schedule:
             want = self.schedule[max((r for r in self.schedule if r <= round), default=min(
                 self.schedule))]
@@ -251,7 +262,8 @@ class PartitionBackend(RayBackend):
         # one copy for every actor (or none: the actors load the dataset by name), held until
         # close: an actor that is dealt other workers, or restarted by Ray, builds them from it
         self.data_ref = None if data is None else ray.put(
-            {**{k: getattr(data, k).numpy() for k in _DATA_FIELDS}, "num_classes": data.num_classes})
+            {**{k: getattr(data, k).numpy() for k in _DATA_FIELDS},
+             "num_classes": data.num_classes})
         if self.arbiter_name is not None:
             self.arbiter = find_arbiter(self.arbiter_name)
             ray.get(self.arbiter.join.remote(self.run, len(self.specs)))

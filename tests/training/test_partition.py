@@ -236,3 +236,31 @@ def test_a_kept_partition_serves_the_next_run_of_its_name(ray_local):
     finally:
         release("sweep")
     assert {placement_group_table(pg)["state"] for pg in groups} == {"REMOVED"}
+
+
+def test_a_run_outlives_its_arbiter(ray_local, caplog):
+    """Following an arbiter's shares, a run whose arbiter has gone (its driver ended) keeps its
+    partition, says so once, and trains on to the same result."""
+    import ray
+
+    from robustagg.backends.ray_shares import start_arbiter
+
+    arbiter = start_arbiter("outlived", 2)
+    cfg = TrainConfig(**SETTINGS, rounds=3, backend="local")
+    backend = PartitionBackend(arbiter="outlived", run="r", cpus_per_actor=0.25)
+    server = ParameterServer(cfg, backend=backend)
+    try:
+        server.step()
+        ray.kill(arbiter, no_restart=True)
+        with caplog.at_level("WARNING", logger="robustagg.backends.ray_partition"):
+            server.step()
+            server.step()
+        assert caplog.text.count("does not answer") == 1
+        assert backend.sizes == {0: 2, 1: 2, 2: 2}
+        params = server.params()
+    finally:
+        backend.close()
+    local = ParameterServer(cfg)
+    for _ in range(cfg.rounds):
+        local.step()
+    assert torch.equal(params, local.params())

@@ -31,7 +31,8 @@ from robustagg.backends.ray_shares import start_arbiter
 from robustagg.run.config import TrainConfig
 from robustagg.training.server import ParameterServer
 from robustagg.backends.ray_partition import PartitionBackend
-settings, short_rounds, most, out = json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+settings, out = json.loads(sys.argv[2]), sys.argv[5]
+short_rounds, most = int(sys.argv[3]), int(sys.argv[4])
 arbiter = start_arbiter("test", 4)
 report, started, short_done = {}, threading.Event(), threading.Event()
 
