@@ -120,17 +120,22 @@ class SweepPool:
         self.host = None
 
     def lease(self, server_cls, cfg) -> Lease:
-        """``server_cls(cfg)`` built on the host, for one run."""
+        """``server_cls(cfg)`` built on the host, for one run. A host found gone (killed, for
+        example by Ray's out-of-memory killer) is replaced, once."""
         import ray
 
-        if self.host is None:
-            self.host = ray.remote(_Host).options(num_cpus=0, max_restarts=0).remote()
-        try:
-            ray.get(self.host.open.remote(server_cls, cfg))
-        except ray.exceptions.RayActorError:  # the host itself is gone: not the run's fault
-            self.close()
-            raise
-        return Lease(self, self.host)
+        for attempt in range(2):
+            if self.host is None:
+                self.host = ray.remote(_Host).options(num_cpus=0, max_restarts=0).remote()
+            try:
+                ray.get(self.host.open.remote(server_cls, cfg))
+                return Lease(self, self.host)
+            except ray.exceptions.RayTaskError:  # the run's own error: the host is fine
+                raise
+            except ray.exceptions.RayError:  # the host is gone: not the run's fault
+                self.close()
+                if attempt:
+                    raise
 
     def close(self) -> None:
         """Kill the host and its worker actors."""

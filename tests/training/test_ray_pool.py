@@ -3,6 +3,8 @@ bits of the same runs alone, its actors are reused across runs, and none outlive
 
 The runs alone are in-process (``backend="local"``): a fresh Ray run gives the same bits as
 those (tests/training/test_ray.py), and they cost no process starts."""
+import os
+import signal
 import time
 
 import psutil
@@ -77,16 +79,22 @@ def test_runs_through_one_pool_equal_runs_alone_and_leave_no_actor(ray_local, tm
     assert "3" in pooled[0].history[-1]["omitted"]  # the crash did happen
 
 
-def test_a_failing_run_leaves_the_pool_usable_and_an_error_closes_it(ray_local, tmp_path):
+def test_a_failing_run_or_a_killed_host_leaves_the_pool_usable_and_an_error_closes_it(
+        ray_local, tmp_path):
     """A run that raises mid-way (Krum's bound fails once a crashed worker is gone) ends its
-    lease; the next run through the same pool is right; an error in the block closes the pool."""
+    lease; a host killed between runs (as by an out-of-memory killer) is replaced; the next
+    run through the same pool is right; an error in the block closes the pool."""
     before = set(actor_pids("_Host")) | set(worker_pids())
     with pytest.raises(KeyError, match="the block's own error"):
         with sweep_pool():
             with pytest.raises(RuntimeError, match=r"round 1: only \d of 5 workers answered"):
                 train(config(tmp_path, "fails", rule="krum", workers=5, attack="crash",
                              attack_kwargs={"round": 1}, backend_kwargs={"workers_per_actor": 5}))
+            (host,) = set(actor_pids("_Host")) - before
+            os.kill(host, signal.SIGKILL)
+            assert gone([host])
             ok = train(config(tmp_path, "ok", **RUNS[1]))
+            assert set(actor_pids("_Host")) - before - {host}
             ours = (set(actor_pids("_Host")) | set(worker_pids())) - before
             raise KeyError("the block's own error")
     assert ours and gone(ours)
