@@ -23,7 +23,8 @@ kernel time, both measured in the same run: the bandwidth as one ``ray.put`` of 
 numpy array in an actor plus one ``ray.get`` of it into a preallocated buffer in another
 process (best of 5), the kernel time as the rule on a ready [n, d] buffer in this process on
 every core (best of 2; at most 2^28 values, scaled by d beyond). Each cell reports the medians
-over the rounds after the first (warm-up: first touch of the buffers) of the split:
+over the rounds between the first (warm-up: first touch of the buffers) and the last (it also
+evaluates the model) of the split:
 
 - **compute**: the workers' compute, the sum of their gradient times over the actors (one core
   each, balanced);
@@ -181,7 +182,9 @@ def cell(n, d, k, rounds, rule, actors, source, out, store_GBps):
     res = train(config(n, d, k, rounds, rule, actors, source, out))
     actors = math.ceil(n / math.ceil(n / actors))
     dim = res.params.numel()
-    parts = [split(r, actors) for r in res.history[1:] or res.history]
+    # after the warm-up, the rounds that did not also evaluate the model (the last one does)
+    measured = [r for r in res.history[1:] if r.get("test_loss") is None] or res.history[1:]
+    parts = [split(r, actors) for r in measured or res.history]
     med = {p: statistics.median(s[p] for s in parts) for p in parts[0]}
     kernel = kernel_time(n, dim, rule)
     floor = round_floor(n, dim, store_GBps * 1e9, kernel, med["compute"])
@@ -293,7 +296,7 @@ def table(rows, skipped, bw, rule, rounds, source, before, after):
              f"object store, {bw['MB']} MB float32: put {bw['put_GBps']:.2f} GB/s, get into a "
              f"buffer {bw['get_copy_GBps']:.2f} GB/s, both {bw['store_GBps']:.2f} GB/s", "",
              f"{source} workers, rule={rule}, {rounds} rounds per cell, medians over rounds "
-             f"2..{rounds}, seconds per round; floor = compute + transport at the store's "
+             f"2..{rounds - 1}, seconds per round; floor = compute + transport at the store's "
              f"bandwidth + kernel", "",
              "| n | d | k | round | compute | transport | aggregation | other | floor transport "
              "| floor kernel | floor | overhead / floor | peak RSS per shard, MB |",
@@ -355,7 +358,9 @@ def main(argv=None):
     ap.add_argument("--n", type=int, nargs="+", default=None)
     ap.add_argument("--d", type=float, nargs="+", default=None)
     ap.add_argument("--k", type=int, nargs="+", default=None, help="server shards")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds per cell, the first a warm-up")
+    ap.add_argument("--rounds", type=int, default=4,
+                    help="rounds per cell: the first (warm-up) and the last (it evaluates) "
+                         "are not measured")
     ap.add_argument("--rule", default="krum")
     ap.add_argument("--source", choices=["simulated", "mlp"], default="simulated",
                     help="the workers: synthetic gradients, or an MLP on the synthetic problem")
@@ -406,8 +411,9 @@ def main(argv=None):
                 rows.append(cell(n, d, k, rounds, args.rule, args.actors, args.source,
                                  args.out, bw["store_GBps"]))
             except Exception as e:  # noqa: BLE001 - one cell's failure is its row, not the run's
+                last = (str(e).strip().splitlines() or [""])[-1].replace("|", "/")[:300]
                 skipped.append({"n": n, "d": d, "k": k,
-                                "skipped": f"failed: {type(e).__name__}: {str(e)[:200]}"})
+                                "skipped": f"failed: {type(e).__name__}: {last}"})
     finally:
         if started:
             ray.shutdown()
