@@ -33,6 +33,7 @@ from torch import nn
 
 NAME = "simulated"
 MIN_WINDOWS = 1024
+DIM, NOISE = 1000, 1.0  # the settings' defaults (the model's and the workers')
 _STREAM = 0x5157  # separates the noise's random streams from the run's others
 
 
@@ -51,7 +52,7 @@ class Quadratic(nn.Module):
         return value.expand(len(x), 1)
 
 
-def quadratic_model(input_shape, num_classes, dim: int = 1000, noise: float = 1.0):
+def quadratic_model(input_shape, num_classes, dim: int = DIM, noise: float = NOISE):
     """The simulated run's model (:class:`Quadratic` of ``dim`` parameters). ``noise``: σ of
     the workers' per-worker noise (read by the workers; declared here, with the model's size,
     so that one place holds the simulated run's settings)."""
@@ -127,7 +128,7 @@ class SimulatedWorker:
             raise ValueError(f"worker {spec.worker_id}: attack={spec.attack!r} needs data; "
                              f"simulated workers carry out fault attacks only (crash, straggle)")
         kw = spec.model_kwargs
-        check_settings(kw.get("dim", 1000), kw.get("noise", 1.0))
+        check_settings(kw.get("dim", DIM), kw.get("noise", NOISE))
         return cls(spec, attack, compressor)
 
     @property
@@ -138,7 +139,7 @@ class SimulatedWorker:
         """``(g, loss)``: ``g = params + σ ξ_{i,round}`` (float32 ``[dim]``, a new tensor) and
         the round's ``½‖params‖²``."""
         s, kw = self.spec, self.spec.model_kwargs
-        dim, noise = kw.get("dim", 1000), float(kw.get("noise", 1.0))
+        dim, noise = kw.get("dim", DIM), float(kw.get("noise", NOISE))
         if params.shape != (dim,):
             raise ValueError(f"simulated worker {s.worker_id}: parameters of shape "
                              f"{tuple(params.shape)}, expected ({dim},)")
