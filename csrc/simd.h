@@ -89,5 +89,37 @@ ROBUSTAGG_INLINE double hsum(const typename Vec<T, W>::type& v) {
   }
 }
 
+
+// A comparator: a, b = min(a, b), max(a, b); where a < b is false (equal values, or a NaN,
+// which the callers map to +inf first) a keeps b's value and b keeps a's. This is exactly the
+// x86 MIN/MAX instruction's semantics (the second operand unless the first is smaller), but
+// GCC emits them only under -ffinite-math-only; spelled out they are two instructions where
+// the compiler's compare-and-select takes a compare and two blends on AVX2 (order statistics:
+// 15-40% less time, measured; on AVX-512 the blends are masked moves, one instruction each,
+// and the same change measured no faster).
+template <typename V>
+ROBUSTAGG_INLINE void minmax(V& a, V& b) {
+  V lo, hi;
+#if ROBUSTAGG_X86_DISPATCH
+  constexpr bool f32 = sizeof(a[0]) == 4;
+  if constexpr (sizeof(V) == 32) {  // AVX2 (AVX-512's masked blends are one instruction each)
+    if constexpr (f32) {
+      __asm__("vminps %2, %1, %0" : "=v"(lo) : "v"(a), "v"(b));
+      __asm__("vmaxps %1, %2, %0" : "=v"(hi) : "v"(a), "v"(b));
+    } else {
+      __asm__("vminpd %2, %1, %0" : "=v"(lo) : "v"(a), "v"(b));
+      __asm__("vmaxpd %1, %2, %0" : "=v"(hi) : "v"(a), "v"(b));
+    }
+    a = lo;
+    b = hi;
+    return;
+  }
+#endif
+  lo = a < b ? a : b;
+  hi = a < b ? b : a;
+  a = lo;
+  b = hi;
+}
+
 }  // namespace simd
 }  // namespace robustagg

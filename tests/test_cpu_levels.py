@@ -18,11 +18,11 @@ LEVELS = kernels.cpu_levels()
 AVX = [lv for lv in LEVELS if lv != "base"]
 THREADS = [1, 2, 3, 4]
 SHAPES = [(3, 1), (4, 7), (5, 9), (8, 15), (11, 17), (16, 4095), (17, 4097), (33, 100_003),
-          (3, 100_003), (32, 4097)]
-KINDS = ["normal", "duplicates", "tiny", "huge", "non_finite"]
+          (3, 100_003), (32, 4097), (64, 1000), (100, 333)]
+KINDS = ["normal", "duplicates", "tiny", "huge", "non_finite", "wide_span"]
 # Bit-identical on the AVX levels and at every thread count; the order statistics and rows_mean
 # on the portable level too.
-EVERYWHERE = {"coordinate_median", "trimmed_mean", "rows_mean"}
+EVERYWHERE = {"coordinate_median", "trimmed_mean", "trimmed_mean_wide", "rows_mean"}
 
 
 def make(kind: str, n: int, d: int, dtype, seed: int) -> torch.Tensor:
@@ -35,6 +35,8 @@ def make(kind: str, n: int, d: int, dtype, seed: int) -> torch.Tensor:
     elif kind == "huge":  # differences overflow float32
         x = x.sign() * torch.finfo(dtype).max * (0.5 + 0.5 * torch.rand(n, d, generator=g,
                                                                           dtype=torch.float64))
+    elif kind == "wide_span":  # magnitudes 2^-60 .. 2^60: no float64 sum of them is exact
+        x *= torch.exp2(torch.randint(-60, 61, (n, d), generator=g).to(torch.float64))
     elif kind == "non_finite":
         x[0, d // 2] = float("nan")
         x[-1, 0] = float("inf")
@@ -51,6 +53,7 @@ def results(x: torch.Tensor) -> dict:
         "multi_krum": (out, sel),
         "coordinate_median": kernels.coordinate_median(x),
         "trimmed_mean": kernels.trimmed_mean(x, f),
+        "trimmed_mean_wide": kernels.trimmed_mean(x, n // 5),
         "rows_mean": kernels.rows_mean(x, torch.arange(n - 1, -1, -2)),
     }
 
