@@ -1,12 +1,11 @@
 """A sharded run with its shards on two Ray nodes equals the single-shard run.
 
-The cluster: two nodes on 127.0.0.1 (tests/training/two_node_cluster.py), stopped by PID. The
+The cluster: two nodes on 127.0.0.1 (robustagg.backends.ray_loopback), stopped by PID. The
 driver runs in a subprocess (the session's own Ray stays untouched): it starts the sharded
 server as an actor, as ``train`` does, runs three rounds, and reports where each shard ran
 and the final parameters."""
 import ipaddress
 import json
-import os
 import subprocess
 import sys
 
@@ -14,13 +13,13 @@ import psutil
 import pytest
 import torch
 
-from robustagg.backends.ray_cluster import processes_of, ray_env, short_temp_dir, stop_head
+from robustagg.backends.ray_cluster import processes_of, ray_env
+from robustagg.backends.ray_loopback import loopback_cluster
 from robustagg.run.config import TrainConfig
 from robustagg.training import train
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 SETTINGS = dict(rule="krum", attack="alie", workers=5, byzantine=1, model="logreg", rounds=3,
                 progress=False)
 DRIVER = """
@@ -54,28 +53,13 @@ def listening(pids):
 
 
 def test_shards_on_two_nodes_equal_one_shard(tmp_path):
-    temp = short_temp_dir("ra_2n_")
-    holder = subprocess.Popen([sys.executable, os.path.join(HERE, "two_node_cluster.py"), temp],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                              env=ray_env())
-    try:
-        address = holder.stdout.readline().strip()
-        assert address.startswith("127.0.0.1:"), address
+    with loopback_cluster(nodes=2, cpus=1) as (address, temp):
         out = subprocess.run([sys.executable, "-c", DRIVER, address, str(tmp_path / "run"),
                               json.dumps(SETTINGS)], env=ray_env(), capture_output=True,
                              text=True, timeout=400)
         assert out.returncode == 0, out.stderr[-3000:]
-        ips = listening(processes_of(temp, [holder.pid]))
+        ips = listening(processes_of(temp))
         assert ips and all(ipaddress.ip_address(i).is_loopback for i in ips), ips
-    finally:
-        pids = processes_of(temp, [holder.pid])
-        holder.stdin.close()
-        stop_head(temp)
-        for pid in pids:
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
     report = json.load(open(tmp_path / "run.json"))
     assert len(report["nodes"]) == 2
     assert {w["node"] for w in report["where"]} == set(report["nodes"])  # one shard per node
