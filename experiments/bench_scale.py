@@ -19,9 +19,10 @@ real Ray backend, server or shards, rule (``--rule``, default Krum) and optimize
 
 The round's **floor** (:func:`robustagg.costmodel.round_floor`): the workers' compute, plus
 moving 4·n·d bytes into the shards and 4·d out at the object store's bandwidth, plus the rule's
-kernel time, both measured in the same run: the bandwidth as one ``ray.put`` of a 40 MB float32
-numpy array in an actor plus one ``ray.get`` of it into a preallocated buffer in another
-process (best of 5), the kernel time as the rule on a ready [n, d] buffer in this process on
+kernel time, both measured in the same run: the bandwidth right before each cell (the same
+conditions as its rounds on a shared machine) as one ``ray.put`` of a 40 MB float32 numpy array
+in an actor plus one ``ray.get`` of it into a preallocated buffer in another process (best of
+5), the kernel time as the rule on a ready [n, d] buffer in this process on
 every core (best of 2; at most 2^28 values, scaled by d beyond). Each cell reports the medians
 over the rounds between the first (warm-up: first touch of the buffers) and the last (it also
 evaluates the model) of the split:
@@ -193,7 +194,8 @@ def cell(n, d, k, rounds, rule, actors, source, out, store_GBps):
             for s in range(len(res.history[-1]["memory_mb"]))]
     return {"n": n, "d": dim, "k": k, "actors": actors, "startup_s": res.summary["startup_s"],
             "rounds_measured": len(parts), **{f"{p}_s": v for p, v in med.items()},
-            "floor_s": floor["total"], "floor_transport_s": floor["transport"],
+            "store_GBps": store_GBps, "floor_s": floor["total"],
+            "floor_transport_s": floor["transport"],
             "floor_kernel_s": kernel, "overhead_over_floor": overhead,
             "peak_rss_mb": peak, "bytes_per_round": 4 * dim * (n + 1)}
 
@@ -288,28 +290,36 @@ def machine():
             "load": [round(v, 2) for v in os.getloadavg()]}
 
 
+def span(pair):
+    return f"{pair[0]:.2f} - {pair[1]:.2f}"
+
+
 def table(rows, skipped, bw, rule, rounds, source, before, after):
-    """The markdown lines of the results."""
+    """The markdown lines of the results (``bw``: each bandwidth's lowest and highest)."""
     lines = [f"machine: {before['cpu']}, {before['cores']} cores, {before['memory_GB']:.1f} GB; "
              f"load average (1/5/15 min) {before['load']} at the start, {after['load']} at the "
-             f"end", "",
-             f"object store, {bw['MB']} MB float32: put {bw['put_GBps']:.2f} GB/s, get into a "
-             f"buffer {bw['get_copy_GBps']:.2f} GB/s, both {bw['store_GBps']:.2f} GB/s", "",
-             f"{source} workers, rule={rule}, {rounds} rounds per cell, medians over rounds "
-             f"2..{rounds - 1}, seconds per round; floor = compute + transport at the store's "
-             f"bandwidth + kernel", "",
-             "| n | d | k | round | compute | transport | aggregation | other | floor transport "
-             "| floor kernel | floor | overhead / floor | peak RSS per shard, MB |",
-             "|---" * 13 + "|"]
+             f"end", ""]
+    if bw:
+        lines += [f"object store, {bw['MB']} MB float32, measured before each cell (lowest - "
+                  f"highest): put {span(bw['put_GBps'])} GB/s, get into a buffer "
+                  f"{span(bw['get_copy_GBps'])} GB/s, both {span(bw['store_GBps'])} GB/s "
+                  f"(the cell's own is its floor's)", ""]
+    lines += [f"{source} workers, rule={rule}, {rounds} rounds per cell, medians over rounds "
+              f"2..{rounds - 1}, seconds per round; floor = compute + transport at the store's "
+              f"bandwidth + kernel", "",
+              "| n | d | k | round | compute | transport | aggregation | other | store GB/s "
+              "| floor transport | floor kernel | floor | overhead / floor "
+              "| peak RSS per shard, MB |",
+              "|---" * 14 + "|"]
     for r in sorted(rows + skipped, key=lambda r: (r["d"], r["n"], r["k"])):
         if "skipped" in r:
             lines.append(f"| {r['n']} | {r['d']:.0e} | {r['k']} | skipped: {r['skipped']} |"
-                         + " |" * 9)
+                         + " |" * 10)
             continue
         peak = ", ".join(f"{m:.0f}" for m in r["peak_rss_mb"])
         lines.append(f"| {r['n']} | {r['d']:.0e} | {r['k']} | {r['round_s']:.3f} | "
                      f"{r['compute_s']:.3f} | {r['transport_s']:.3f} | {r['aggregation_s']:.3f} | "
-                     f"{r['other_s']:.3f} | {r['floor_transport_s']:.3f} | "
+                     f"{r['other_s']:.3f} | {r['store_GBps']:.2f} | {r['floor_transport_s']:.3f} | "
                      f"{r['floor_kernel_s']:.3f} | {r['floor_s']:.3f} | "
                      f"{r['overhead_over_floor']:.2f} | {peak} |")
     return lines
@@ -404,12 +414,12 @@ def main(argv=None):
     store_mb = max([4 * (n + 2) * d * 1.25 / 2**20 for n, d, _ in runs] + [300])
     _, started = ensure_ray(args.address, num_cpus=os.cpu_count(), object_store_mb=int(store_mb))
     try:
-        bw = bandwidth()
-        rows = []
+        rows, seen = [], []
         for n, d, k in tqdm(runs, desc="cells"):
+            seen.append(bandwidth())  # right before the cell: the same conditions as its rounds
             try:
                 rows.append(cell(n, d, k, rounds, args.rule, args.actors, args.source,
-                                 args.out, bw["store_GBps"]))
+                                 args.out, seen[-1]["store_GBps"]))
             except Exception as e:  # noqa: BLE001 - one cell's failure is its row, not the run's
                 last = (str(e).strip().splitlines() or [""])[-1].replace("|", "/")[:300]
                 skipped.append({"n": n, "d": d, "k": k,
@@ -418,6 +428,8 @@ def main(argv=None):
         if started:
             ray.shutdown()
     after = machine()
+    bw = {key: (min(b[key] for b in seen), max(b[key] for b in seen)) if key != "MB" else
+          BANDWIDTH_MB for key in seen[0]} if seen else {}
     lines = table(rows, skipped, bw, args.rule, rounds, args.source, before, after)
     plots = [plot(rows, args.out, along) for along in ("n", "d")] if rows else []
     tail = "".join(f"\n![round time against {p[-5]}]({os.path.basename(p)})\n" for p in plots)

@@ -209,7 +209,7 @@ def test_cluster_checks():
 def test_cluster_cli_from_a_scale_result(tmp_path, capsys):
     from experiments import cluster_projection
 
-    res = {"bandwidth": {"store_GBps": 2.0}, "machine": {"cores": 2},
+    res = {"bandwidth": {"store_GBps": [0.5, 2.0]}, "machine": {"cores": 2},
            "rows": [{"n": 16, "d": 10**6, "k": 1, "actors": 2, "compute_s": 0.1,
                      "floor_kernel_s": 0.01},
                     {"n": 1000, "d": 10**6, "k": 1, "actors": 2, "compute_s": 2.5,
