@@ -391,8 +391,9 @@ def plot_budget(plt, runs, img):
                 n = min(len(c) for c in curves)
                 acc = 100 * np.array([[p[2] for p in c[:n]] for c in curves])
                 ax.plot([p[1] for p in curves[0][:n]], acc.mean(0), style, marker="o", ms=2.5,
-                        color=color, label=f"{label}, dense R = {rounds}")
-            dense = [r for r in runs if r["setting"] == "dense" and r["rule"] == rule]
+                        color=color, label=f"{label} (dense R = {rounds})")
+            dense = [r for r in runs if (r["setting"], r["rule"], r["attack"]) ==
+                     ("dense", rule, attack)]
             for r in {d["dense_rounds"]: d for d in dense}.values():
                 ax.axvline(r["bytes_round"] * r["rounds"] / 50, ls=":", color="k", lw=0.8)
         ax.set_xscale("log")
@@ -401,7 +402,7 @@ def plot_budget(plt, runs, img):
         ax.set_title(f"{rule}, {attack.upper()}", fontsize=9)
         ax.set_xlabel("bytes sent so far (all workers)")
     axes[0][0].set_ylabel("test accuracy %")
-    axes[0][0].legend(fontsize=6, loc="lower right")
+    max(axes[0], key=lambda a: len(a.get_lines())).legend(fontsize=6, loc="lower right")
     fig.suptitle("k/d = 0.01, step-decay lr, compressed runs 2x the dense rounds (1/50 of the "
                  f"bytes); n = 10, f = 2 ({runs[0]['dataset']})", fontsize=9)
     fig.tight_layout()
