@@ -32,7 +32,7 @@ def test_bench_scale_split_grid_and_skips():
 
 
 @pytest.mark.ray
-@pytest.mark.slow  # ~40 s of actor start-up; the default suite has the Ray loop tests
+@pytest.mark.slow  # ~15 s of actor start-up; the default suite has the Ray loop tests
 def test_bench_scale(ray_local, tmp_path):
     from experiments import bench_scale
 
