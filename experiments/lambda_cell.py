@@ -96,6 +96,10 @@ def _check_value(k: str, v, hint) -> None:
                     and _IDENT.match(e[0])):
                 raise BadEvent(f"{where}[{i}] must be [name, {{settings}}]")
             _check_kwargs(e[1], f"{where}[{i}]")
+    elif hint == list[int]:  # e.g. the learning rate's milestones; TrainConfig checks values
+        if not (isinstance(v, list) and len(v) <= _MAX_LIST
+                and all(isinstance(e, int) and not isinstance(e, bool) for e in v)):
+            raise BadEvent(f"{where} must be a list of at most {_MAX_LIST} integers")
     elif hint is bool:
         if not isinstance(v, bool):
             raise BadEvent(f"{where} must be true or false, got {type(v).__name__}")

@@ -110,6 +110,8 @@ def test_bad_events_are_refused(change, message):
     ({"rounds": True}, "must be an integer"),
     ({"lr": "0.1"}, "must be a number"),
     ({"pre": [["nnm", {"f": [[1]]}]]}, "scalar or a list"),
+    ({"lr_milestones": [10, "20"]}, "list of at most 64 integers"),
+    ({"lr_milestones": list(range(1, 100))}, "list of at most 64 integers"),
 ])
 def test_cell_configs_carry_settings_only(config, message):
     with pytest.raises(C.BadEvent, match=message):
