@@ -2,9 +2,9 @@
 //
 // Why direct differences and not the Gram identity |a|^2 + |b|^2 - 2<a,b>: the identity cancels
 // catastrophically for near-duplicate rows (exactly the honest gradients Krum must tell apart),
-// while a - b of two close floats is exact (Sterbenz). On this CPU a subtract and a
-// multiply-add issue on different pipes, so the direct form does one pair-coordinate per FMA
-// slot, the same rate as a GEMM.
+// while a - b of two close floats is exact (Sterbenz). Where a subtract and a multiply-add
+// issue on different pipes (AMD Zen 4) the direct form does one pair-coordinate per FMA slot,
+// the same rate as a GEMM; where both take the FMA ports (Intel cores) it does half that.
 //
 // Work layout: the columns are cut into blocks of B (all n rows of a block fit in L2); inside
 // a block, tiles of up to TI x TJ row pairs (upper triangle only, cut at its edges) accumulate
