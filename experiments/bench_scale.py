@@ -406,13 +406,14 @@ def main(argv=None):
         else:
             runs.append((n, d, k))
 
-    import ray
     from tqdm import tqdm
 
     from robustagg.backends.ray_cluster import ensure_ray
 
     store_mb = max([4 * (n + 2) * d * 1.25 / 2**20 for n, d, _ in runs] + [300])
+    # before importing ray: joining a cluster on 127.0.0.1 needs Ray's settings at its import
     _, started = ensure_ray(args.address, num_cpus=os.cpu_count(), object_store_mb=int(store_mb))
+    import ray
     try:
         rows, seen = [], []
         for n, d, k in tqdm(runs, desc="cells"):

@@ -109,6 +109,15 @@ def connect(address, timeout_s=15.0):
     host, _, port = resolved.rpartition(":")
     if not host or not port.isdigit():
         raise ValueError(f'address must be "auto" or "host:port", got address={address!r}')
+    from ray._private import ray_constants
+
+    if ray_constants.ENABLE_RAY_CLUSTER and host in (LOOPBACK, "localhost"):
+        # Ray read RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when it was first imported; with clusters
+        # enabled it replaces a loopback host by this machine's address and retries for ever.
+        raise RuntimeError(f"connect({address!r}): ray was imported before connect() without "
+                           f"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, so it would not reach a cluster "
+                           f"on {host}; call connect() before importing ray, or set that "
+                           f"variable in the environment")
     if not probe(host, port, timeout_s):
         raise ConnectionError(f"no Ray cluster answers at address={resolved!r} within {timeout_s} s")
     ray.init(address=resolved, log_to_driver=False, configure_logging=False)

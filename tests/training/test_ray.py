@@ -125,3 +125,20 @@ def test_joining_nothing_fails_fast():
         connect(f"127.0.0.1:{free_port()}", timeout_s=2.0)
     with pytest.raises(ValueError, match='address must be "auto" or "host:port"'):
         connect("localhost", timeout_s=1.0)
+
+
+def test_joining_a_loopback_cluster_after_ray_was_imported_unsafely_fails_fast(tmp_path):
+    """Ray imported without RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 would turn 127.0.0.1 into the
+    machine's address and retry for ever; connect() says so at once."""
+    code = ("import socket, ray\n"
+            "from robustagg.backends.ray_cluster import connect\n"
+            "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
+            "try:\n"
+            "    connect(f'127.0.0.1:{s.getsockname()[1]}', timeout_s=2.0)\n"
+            "except RuntimeError as e:\n"
+            "    print('refused:', e)\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.dirname(
+                             os.path.abspath(__file__)))))
+    assert "refused:" in out.stdout and "before importing ray" in out.stdout, out.stderr[-2000:]
