@@ -362,6 +362,10 @@ def plot(rows, out, along):
 
 
 def main(argv=None):
+    from robustagg.backends.ray_cluster import RAY_ENV
+
+    # Ray reads these when first imported (joining a cluster on 127.0.0.1 needs them then)
+    os.environ.update(RAY_ENV)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="n in {4, 8}, d = 1e4, k in {1, 2}")
@@ -410,10 +414,10 @@ def main(argv=None):
 
     from robustagg.backends.ray_cluster import ensure_ray
 
-    store_mb = max([4 * (n + 2) * d * 1.25 / 2**20 for n, d, _ in runs] + [300])
-    # before importing ray: joining a cluster on 127.0.0.1 needs Ray's settings at its import
-    _, started = ensure_ray(args.address, num_cpus=os.cpu_count(), object_store_mb=int(store_mb))
     import ray
+
+    store_mb = max([4 * (n + 2) * d * 1.25 / 2**20 for n, d, _ in runs] + [300])
+    _, started = ensure_ray(args.address, num_cpus=os.cpu_count(), object_store_mb=int(store_mb))
     try:
         rows, seen = [], []
         for n, d, k in tqdm(runs, desc="cells"):
