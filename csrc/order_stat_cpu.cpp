@@ -7,8 +7,9 @@
 // touch padding wires are dropped: padding would hold +inf and never move), pruned backwards
 // to the comparators that decide which values reach the requested ranks: a comparator whose
 // outputs both only feed the final sum is dropped too (min + max = a + b). NaN is mapped to
-// +inf on load, which is the contract's order. Above 32 wires the network's first phases run
-// as register-resident sorts of blocks of wires. The selected values are summed in float64 in
+// +inf on load, which is the contract's order. Where the network runs from L1 (float64, the
+// portable level, float32 above 32 wires) its first phases run as register-resident sorts of
+// blocks of 16 wires. The selected values are summed in float64 in
 // one fixed order and divided once, so float32 results equal the float64 reference rounded to
 // float32, and every level and network gives the same bits.
 #include <omp.h>
