@@ -40,6 +40,17 @@ _DATA_FIELDS = ("x_train", "y_train", "x_test", "y_test")
 RELEASE_TIMEOUT_S = 10.0  # for a pooled actor to finish a late answer and drop its run
 
 
+def put_dataset(data):
+    """One copy of ``data`` (a ``Data``, or None) in the object store, as numpy arrays (which Ray
+    moves without copying) that :meth:`_RayWorker.setup` reads back; None for None."""
+    import ray
+
+    if data is None:
+        return None
+    return ray.put({**{k: getattr(data, k).numpy() for k in _DATA_FIELDS},
+                    "num_classes": data.num_classes})
+
+
 class _RayWorker:
     """One actor process hosting the logical workers (by worker id) of one run at a time."""
 
@@ -157,10 +168,7 @@ class RayBackend(Backend):
         # One copy of the dataset in the object store instead of one load per actor. The
         # references are held until close(): an actor restarted by Ray rebuilds its workers
         # from them, and an object nobody holds any more has been freed by then.
-        data_ref = None
-        if data is not None:
-            data_ref = ray.put({**{k: getattr(data, k).numpy() for k in _DATA_FIELDS},
-                                "num_classes": data.num_classes})
+        data_ref = put_dataset(data)
         token = os.urandom(8).hex()  # names this run to the actors
         runs = [(token, [ray.put(g), data_ref]) for g in groups]
         reused = self.pool.take(self.options, len(groups)) if self.pool is not None else []

@@ -28,7 +28,7 @@ import logging
 import os
 
 from .base import spec_compressor
-from .ray_backend import _DATA_FIELDS, RayBackend, _RayWorker
+from .ray_backend import RayBackend, _RayWorker, put_dataset
 from .ray_shares import find_arbiter
 
 logger = logging.getLogger(__name__)
@@ -261,9 +261,7 @@ class PartitionBackend(RayBackend):
         self.specs, self.compressor = list(specs), spec_compressor(specs)
         # one copy for every actor (or none: the actors load the dataset by name), held until
         # close: an actor that is dealt other workers, or restarted by Ray, builds them from it
-        self.data_ref = None if data is None else ray.put(
-            {**{k: getattr(data, k).numpy() for k in _DATA_FIELDS},
-             "num_classes": data.num_classes})
+        self.data_ref = put_dataset(data)
         if self.arbiter_name is not None:
             self.arbiter = find_arbiter(self.arbiter_name)
             ray.get(self.arbiter.join.remote(self.run, len(self.specs)))
