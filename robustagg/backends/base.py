@@ -26,12 +26,16 @@ from robustagg.run.config import WorkerSpec
 @dataclass
 class Arrivals:
     """What came back in one round. ``grads[i]``: float32 ``Tensor[d]`` from worker i (with
-    compression, its :class:`~robustagg.compression.SparseRow`);
+    compression, its :class:`~robustagg.compression.SparseRow`); ``slices[i]`` instead, when the
+    round was asked with ``split`` (:meth:`Backend.compute`): worker i's gradient as k
+    references to its slices where the backend keeps them (for Ray, ``ObjectRef`` objects of
+    float32 numpy arrays ``[hi - lo]``, in ``split``'s order), never fetched here;
     ``losses[i]``: its minibatch loss; ``compute_s[i]``: its compute time (seconds, measured on
     the worker); ``errors[i]``: why worker i is missing (only for omitted workers);
     ``wall_s``: the backend's wall time for the round (publish to last arrival)."""
 
     grads: dict = field(default_factory=dict)
+    slices: dict = field(default_factory=dict)
     losses: dict = field(default_factory=dict)
     compute_s: dict = field(default_factory=dict)
     errors: dict = field(default_factory=dict)
@@ -57,6 +61,20 @@ def check_gradient(g, d: int):
     return None
 
 
+def check_split(split, d: int) -> list[tuple[int, int]]:
+    """``split`` (column ranges ``[(lo, hi), ...]``) as a list of int pairs, if they are
+    non-empty, contiguous and cover ``[0, d)``; else ``ValueError`` naming it."""
+    try:
+        out = [(int(lo), int(hi)) for lo, hi in split]
+    except (TypeError, ValueError):
+        out = None
+    if not out or out[0][0] != 0 or out[-1][1] != d or \
+            any(lo >= hi for lo, hi in out) or any(a[1] != b[0] for a, b in zip(out, out[1:])):
+        raise ValueError(f"split must be non-empty contiguous column ranges [(lo, hi), ...] "
+                         f"covering [0, {d}), got split={split!r}")
+    return out
+
+
 def check_answer(g, d: int, compressor=None):
     """A worker's answer checked as :func:`check_gradient` does, or with a compressor as its
     message (:func:`robustagg.compression.check_message`: k values, and k increasing
@@ -80,7 +98,11 @@ def spec_compressor(specs: list[WorkerSpec]):
 
 class Backend(abc.ABC):
     """Runs the workers. Lifecycle: ``start(specs)``, then ``compute(...)`` once per round,
-    then ``close()`` (also a context manager)."""
+    then ``close()`` (also a context manager). ``splits``: whether ``compute`` takes ``split``
+    (a backend that keeps answers where another process can fetch them, as Ray's object store
+    does)."""
+
+    splits = False
 
     @abc.abstractmethod
     def start(self, specs: list[WorkerSpec], data=None) -> None:
@@ -91,12 +113,20 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def compute(self, round: int, params: torch.Tensor, worker_ids: list[int],
-                timeout_s: float, mask: torch.Tensor | None = None) -> Arrivals:
+                timeout_s: float, mask: torch.Tensor | None = None,
+                split: list[tuple[int, int]] | None = None) -> Arrivals:
         """Publish ``params`` (float32 ``Tensor[d]``, the model as one vector) once, ask each of
         ``worker_ids`` for its gradient of round ``round``, and return what arrived (checked
         with :func:`check_answer`) within ``timeout_s`` seconds. ``mask``: the round's shared
         coordinates (int64 ``Tensor[k]``) when the workers compress with a shared mask,
-        published with the parameters."""
+        published with the parameters.
+
+        ``split=[(lo, hi), ...]`` (taken only where :attr:`splits` is true, for dense gradients):
+        contiguous column ranges covering ``[0, d)``. Each worker then answers its gradient's
+        slices as separate objects, and :attr:`Arrivals.slices` holds, for each worker whose
+        answer arrived and was a float32 ``[d]`` vector, the references to them in ``split``'s
+        order (:attr:`Arrivals.grads` stays empty): whoever owns a slice fetches it and checks it
+        again (a slice is only what the worker says it is)."""
 
     @abc.abstractmethod
     def close(self) -> None:

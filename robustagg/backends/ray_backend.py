@@ -3,7 +3,10 @@
 Per round the parameters are put in the object store once (one ``ray.put`` of a float32 numpy
 array, shared zero-copy by every actor on the node); each worker answers with a contiguous
 float32 numpy array (zero-copy on the way back too: Ray copies torch tensors when pickling,
-numpy arrays it does not); a compressing worker answers with its message's numpy arrays
+numpy arrays it does not). Asked with ``split`` (a sharded server's column ranges), a worker
+answers its gradient's slices as separate objects and the backend fetches only the small
+metadata beside them: each shard fetches its own slices from the object store of the worker's
+node (:meth:`RayBackend.compute`). A compressing worker answers with its message's numpy arrays
 (values, or indices and values), and a shared mask is put in the object store once per round
 beside the parameters. The round's deadline is ``timeout_s`` after the round's start (before
 the parameters are published); what has not been seen by then (late, crashed, malformed) is an
@@ -34,7 +37,7 @@ import torch
 from robustagg.run.data import Data
 from robustagg.run.worker import build_worker, fault, timed_gradient
 
-from .base import Arrivals, Backend, check_answer, spec_compressor
+from .base import Arrivals, Backend, check_answer, check_gradient, check_split, spec_compressor
 
 _DATA_FIELDS = ("x_train", "y_train", "x_test", "y_test")
 RELEASE_TIMEOUT_S = 10.0  # for a pooled actor to finish a late answer and drop its run
@@ -78,7 +81,9 @@ class _RayWorker:
         self.run = token
         return os.getpid()
 
-    def compute(self, worker_id: int, round: int, params: np.ndarray, mask, run: tuple):
+    def compute(self, worker_id: int, round: int, params: np.ndarray, mask, run: tuple,
+                split=None):
+        """``(gradient, loss, seconds)``; with ``split``, :func:`split_answer`'s k + 1 values."""
         if run[0] != self.run:  # restarted by Ray since setup: rebuild this run's workers
             self.setup(run)
         state = self.states[worker_id]
@@ -92,6 +97,8 @@ class _RayWorker:
             p = torch.from_numpy(params)
             m = None if mask is None else torch.from_numpy(mask)
         grad, loss, secs = timed_gradient(state, p, round, m)
+        if split is not None:
+            return split_answer(grad, loss, secs, len(params), split)
         return (grad.numpy() if state.compressor is None else grad.message()), loss, secs
 
     def release(self) -> int:
@@ -101,6 +108,18 @@ class _RayWorker:
 
     def ping(self):
         return os.getpid()
+
+
+def split_answer(grad, loss: float, secs: float, d: int, split: list) -> tuple:
+    """A worker's answer cut into the k column ranges ``split``: ``((ok, loss, seconds),
+    slice 0, ..., slice k-1)``, each slice a numpy view of the float32 gradient (Ray stores a
+    numpy view's own bytes; a torch view would be pickled with its whole storage). ``ok``:
+    whether ``grad`` was a float32 ``[d]`` vector; if not, the slices are None."""
+    g = check_gradient(grad, d)
+    if g is None:
+        return (False, loss, secs), *([None] * len(split))
+    g = g.numpy()
+    return (True, loss, secs), *(g[lo:hi] for lo, hi in split)
 
 
 def _arrived_by(refs: list, deadline: float) -> tuple[list, list]:
@@ -126,11 +145,36 @@ def _arrived_by(refs: list, deadline: float) -> tuple[list, list]:
     return ready, pending
 
 
+def _fetch(ready: list, refs: dict, errors: dict) -> dict:
+    """``{worker id: answer}`` of the ``ready`` references (``refs``: reference -> worker id),
+    in one ``ray.get``; if that fails, one reference at a time, so that the error (an actor
+    that died or is being restarted) goes to ``errors`` under its own worker."""
+    import ray
+
+    try:
+        return {refs[r]: a for r, a in zip(ready, ray.get(ready))}
+    except ray.exceptions.RayError:
+        pass
+    out = {}
+    for r in ready:
+        i = refs[r]
+        try:
+            out[i] = ray.get(r)
+        except ray.exceptions.ActorUnavailableError:
+            errors[i] = "restarting (actor being restarted by Ray)"
+        except ray.exceptions.RayError as e:
+            errors[i] = f"crashed ({type(e).__name__})"
+    return out
+
+
 class RayBackend(Backend):
     """Workers as Ray actors. Needs ``ray`` initialised in this process (the training loop or
-    :func:`robustagg.backends.ray_cluster.ensure_ray` does it). ``pool``: a
+    :func:`robustagg.backends.ray_cluster.ensure_ray` does it). It takes ``split``
+    (:meth:`compute`). ``pool``: a
     :class:`~robustagg.backends.ray_pool.WorkerPool` to take the actors from and give them
     back to (None: start them here, kill them at ``close``)."""
+
+    splits = True
 
     def __init__(self, workers_per_actor: int = 1, cpus_per_actor: float | None = None,
                  max_restarts: int = 3, start_timeout_s: float = 300.0, pool=None):
@@ -179,36 +223,48 @@ class RayBackend(Backend):
         self.pids = ray.get([a.setup.remote(run) for a, run in zip(self.actors, runs)],
                             timeout=self.start_timeout_s)
 
-    def compute(self, round, params, worker_ids, timeout_s, mask=None):
+    def compute(self, round, params, worker_ids, timeout_s, mask=None, split=None):
+        """As :meth:`Backend.compute`. Without ``split`` each worker answers its gradient, and
+        the answers seen by the deadline are fetched here. With ``split`` each worker's call
+        returns k + 1 objects (:func:`split_answer`): only the small first one (its loss, time
+        and whether its gradient was a float32 ``[d]`` vector) is waited on and fetched here,
+        and :attr:`Arrivals.slices` holds the k others, unfetched: its slices stay in the
+        object store of the worker's node until the shard that owns each fetches it."""
         import ray
 
         out = Arrivals()
         d = params.numel()
+        if split is not None:
+            if self.compressor is not None:
+                raise ValueError("RayBackend.compute: split takes dense gradients; the workers "
+                                 "compress theirs")
+            split = check_split(split, d)
         t0 = time.perf_counter()
         deadline = t0 + timeout_s  # from the round's start: publishing counts too
         ref = ray.put(params.numpy())  # published once; every actor reads the same object
         mask_ref = None if mask is None else ray.put(mask.numpy())
-        refs = {self.actor_of[i].compute.remote(i, round, ref, mask_ref, self.run_of[i]): i
-                for i in worker_ids}
+        if split is None:
+            calls = {i: [self.actor_of[i].compute.remote(i, round, ref, mask_ref,
+                                                         self.run_of[i])]
+                     for i in worker_ids}
+        else:
+            calls = {i: self.actor_of[i].compute.options(num_returns=len(split) + 1).remote(
+                i, round, ref, mask_ref, self.run_of[i], split) for i in worker_ids}
+        refs = {c[0]: i for i, c in calls.items()}  # the answer, or its small first part
         ready, pending = _arrived_by(list(refs), deadline)
-        for r in ready:
-            i = refs[r]
-            try:
-                answer = ray.get(r)
-            except ray.exceptions.ActorUnavailableError:
-                out.errors[i] = "restarting (actor being restarted by Ray)"
-                continue
-            except ray.exceptions.RayError as e:
-                out.errors[i] = f"crashed ({type(e).__name__})"
-                continue
+        for i, answer in _fetch(ready, refs, out.errors).items():
             g = None
             if isinstance(answer, tuple) and len(answer) == 3 and \
                     all(isinstance(v, float) for v in answer[1:]):
-                g = check_answer(answer[0], d, self.compressor)
+                if split is None:
+                    g = check_answer(answer[0], d, self.compressor)
+                elif answer[0] is True:
+                    g = calls[i][1:]
             if g is None:
                 out.errors[i] = "malformed answer"
                 continue
-            out.grads[i], out.losses[i], out.compute_s[i] = g, answer[1], answer[2]
+            (out.grads if split is None else out.slices)[i] = g
+            out.losses[i], out.compute_s[i] = answer[1], answer[2]
         for r in pending:
             out.errors[refs[r]] = f"timeout (> {timeout_s} s)"
             ray.cancel(r)  # drops it if still queued; a running call finishes and is ignored

@@ -271,10 +271,10 @@ class PartitionBackend(RayBackend):
         self._resize(self._target(0), wait=self.arbiter is None or not self.actors)
         ray.get([a.ping.remote() for a in self.actors], timeout=self.start_timeout_s)
 
-    def compute(self, round, params, worker_ids, timeout_s, mask=None):
+    def compute(self, round, params, worker_ids, timeout_s, mask=None, split=None):
         self._resize(self._target(round), wait=self.arbiter is None)  # between rounds only
         self.sizes[round] = len(self.actors)
-        return super().compute(round, params, worker_ids, timeout_s, mask)
+        return super().compute(round, params, worker_ids, timeout_s, mask, split)
 
     def close(self):
         import ray

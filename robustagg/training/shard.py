@@ -100,6 +100,29 @@ class Shard:
         self.x = self.rows[:self.m]
         return []
 
+    def fill_refs(self, refs: dict, start: int = 0) -> dict:
+        """:meth:`fill` from Ray object references (``{worker id: ObjectRef}`` of each
+        worker's slice, fetched here in one ``ray.get``: the slices come from the workers'
+        object stores, not through the coordinator). Returns ``{worker id: why}`` for the
+        slices refused: "malformed answer" (as :meth:`fill`), or lost (the object could not be
+        fetched, e.g. its node died); then nothing is written."""
+        import ray
+
+        ids = list(refs)
+        lost = {}
+        try:
+            values = ray.get([refs[i] for i in ids])
+        except ray.exceptions.RayError:  # which one: each alone
+            values = []
+            for i in ids:
+                try:
+                    values.append(ray.get(refs[i]))
+                except ray.exceptions.RayError as e:
+                    values.append(None)  # refused by fill's check
+                    lost[i] = f"lost ({type(e).__name__})"
+        bad = self.fill(dict(zip(ids, values)), start)
+        return {i: lost.get(i, "malformed answer") for i in bad}
+
     def forge(self, seen: list[int], at: int, f: int) -> None:
         """The model attack on this slice: from the rows ``seen`` (the finite honest rows,
         chosen by the coordinator from whole rows) forge f rows and write them at rows

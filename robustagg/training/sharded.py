@@ -103,6 +103,8 @@ class ShardedServer(ParameterServer):
 
     def __init__(self, cfg, backend=None):
         super().__init__(cfg, backend)
+        # the workers send each shard its slices directly when both ends are in Ray
+        self.direct = self.backend.splits and isinstance(self.shards, RayShards)
         self.keeps_center = isinstance(getattr(self.rule, "rule", self.rule), CenteredClipping)
         self._synced = True
 
@@ -129,30 +131,44 @@ class ShardedServer(ParameterServer):
             self._synced = True
 
     def _deliver(self, arr, d: int) -> list[int]:
-        """Send each arrived gradient's slices to the shards, :data:`DELIVERY_BYTES` of
-        gradients at a time in worker-id order, and drop each gradient from ``arr`` once its
-        slices are delivered (its object-store copy is freed then), so that the round's bytes
-        are held about twice (arrivals and the shards' buffers), not three times. A worker
-        whose slice a shard refuses is an omission (its chunk is sent again without it).
-        Returns the ids of the rows the shards hold, in row order."""
-        ids, pending = [], sorted(arr.grads)
+        """Fill the shards' buffers with the round's arrived gradients, :data:`DELIVERY_BYTES`
+        of gradients at a time in worker-id order: either each shard fetches its own slices
+        from the object store (``arr.slices``, :meth:`Shard.fill_refs`: the gradients never
+        reach this process) or this process cuts each arrived gradient (``arr.grads``) into
+        numpy slices and sends each shard its own. Each worker's gradient (or references) is
+        dropped from ``arr`` once every shard has its slice, so the object store frees it; the
+        chunks bound what a shard's node fetches and holds at once. A worker whose slice a
+        shard refuses is an omission (its chunk is sent again without it). Returns the ids of
+        the rows the shards hold, in row order."""
+        source = arr.slices if self.direct else arr.grads
+        ids, pending = [], sorted(source)
         per_chunk = max(1, DELIVERY_BYTES // (4 * d))
         for start in range(0, len(pending), per_chunk):
             part = pending[start:start + per_chunk]
             while part:
-                # numpy slices: Ray ships a numpy view's own bytes out of band (a torch view
-                # would be pickled with its whole storage: every shard would get whole rows)
-                bad = set().union(*self.shards.each("fill", [
-                    ({i: arr.grads[i].numpy()[lo:hi] for i in part}, len(ids))
-                    for lo, hi in self.bounds]))
+                if self.direct:
+                    refused = self.shards.each("fill_refs", [
+                        ({i: source[i][s] for i in part}, len(ids))
+                        for s in range(len(self.bounds))])
+                else:
+                    # numpy slices: Ray ships a numpy view's own bytes out of band (a torch
+                    # view would be pickled with its whole storage: every shard would get
+                    # whole rows)
+                    refused = [dict.fromkeys(bad, "malformed answer")
+                               for bad in self.shards.each("fill", [
+                                   ({i: source[i].numpy()[lo:hi] for i in part}, len(ids))
+                                   for lo, hi in self.bounds])]
+                bad = {}
+                for r in refused:  # a worker refused by several shards: the first one's why
+                    for i, why in r.items():
+                        bad.setdefault(i, why)
                 if not bad:
                     break
-                for i in bad:
-                    arr.errors[i] = "malformed answer"
+                arr.errors.update(bad)
                 part = [i for i in part if i not in bad]
             ids += part
             for i in pending[start:start + per_chunk]:
-                del arr.grads[i]
+                del source[i]
         return ids
 
     def _step(self) -> dict:
@@ -160,8 +176,11 @@ class ShardedServer(ParameterServer):
         t0 = time.perf_counter()
         params = self.params()
         d = params.numel()
-        arr = self.backend.compute(r, params, self._asked(), c.round_timeout_s)
+        arr = self.backend.compute(r, params, self._asked(), c.round_timeout_s,
+                                   **({"split": self.bounds} if self.direct else {}))
         t1 = time.perf_counter()
+        # what this process received of the workers' gradients (none on the direct path)
+        received = sum(4 * g.numel() for g in arr.grads.values())
         ids = self._deliver(arr, d)
         arrived = len(ids)
         t_fill = time.perf_counter()
@@ -203,7 +222,8 @@ class ShardedServer(ParameterServer):
             backend_s=t1 - t0, aggregation_s=t2 - t1, step_s=t3 - t2, fill_s=t_fill - t1,
             compute_sum_s=sum(arr.compute_s.values()),
             memory_mb=self.shards.call("memory_mb"),
-            bytes_sent={str(i): 4 * d for i in ids}, bytes_round=4 * d * len(ids))
+            bytes_sent={str(i): 4 * d for i in ids}, bytes_round=4 * d * len(ids),
+            coordinator_gradient_bytes=received)
         return record
 
     def evaluate(self) -> dict:

@@ -2,8 +2,9 @@
 
 The cluster: two nodes on 127.0.0.1 (robustagg.backends.ray_loopback), stopped by PID. The
 driver runs in a subprocess (the session's own Ray stays untouched): it starts the sharded
-server as an actor, as ``train`` does, runs three rounds, and reports where each shard ran
-and the final parameters."""
+server as an actor, as ``train`` does, runs three rounds, and reports where each shard ran,
+whether the workers' slices went straight to the shards (the coordinator received none of the
+gradients' bytes) and the final parameters."""
 import ipaddress
 import json
 import subprocess
@@ -32,12 +33,13 @@ cfg = TrainConfig(**json.loads(sys.argv[3]), server_shards=2, backend="ray",
                   backend_kwargs={"workers_per_actor": 5})
 server = ray.remote(ShardedServer).options(num_cpus=0).remote(cfg)
 where = ray.get(server.where.remote())
-for _ in range(cfg.rounds):
-    ray.get(server.step.remote())
+records = [ray.get(server.step.remote()) for _ in range(cfg.rounds)]
 torch.save(ray.get(server.params.remote()), sys.argv[2] + ".pt")
 ray.get(server.close.remote())
 nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
-json.dump({"where": where, "nodes": nodes}, open(sys.argv[2] + ".json", "w"))
+json.dump({"where": where, "nodes": nodes,
+           "received": [r["coordinator_gradient_bytes"] for r in records],
+           "arrived": [[r["arrived"], r["asked"]] for r in records]}, open(sys.argv[2] + ".json", "w"))
 """
 
 
@@ -63,6 +65,9 @@ def test_shards_on_two_nodes_equal_one_shard(tmp_path):
     report = json.load(open(tmp_path / "run.json"))
     assert len(report["nodes"]) == 2
     assert {w["node"] for w in report["where"]} == set(report["nodes"])  # one shard per node
+    # the workers' slices went straight to the shards: the coordinator received no gradient
+    assert report["received"] == [0] * SETTINGS["rounds"]
+    assert all(arrived == asked for arrived, asked in report["arrived"])
     sharded = torch.load(tmp_path / "run.pt", weights_only=True)
     one = train(TrainConfig(**SETTINGS, backend="local", output_dir=str(tmp_path / "one")))
     assert torch.equal(sharded, one.params)
