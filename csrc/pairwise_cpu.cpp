@@ -15,14 +15,18 @@
 // recomputed in float64 lanes, so only genuinely non-finite rows end up +inf and tiny inputs
 // (entries of 1e-25) keep their relative accuracy.
 //
-// The same bits on every AVX level and thread count: W is fixed (64 bytes: 16 float32 or 8
-// float64 lanes; AVX2 uses two registers per vector), so each pair's run partials are the same
-// arithmetic wherever its tile falls, and the order in which partials are added is fixed too:
-// the blocks form G groups that depend only on n and d, each (group, tile row) item sums its
-// runs in column order into the group's own n x n accumulator, and the groups are added in order
-// at the end. Threads take whole items, so how they split the work changes no bit. The portable
-// level keeps its 16-byte vectors and plain multiply-adds: it meets the accuracy contract
-// without matching the AVX levels bit for bit.
+// The same bits on every AVX level, thread count and column slice: W is fixed (64 bytes: 16
+// float32 or 8 float64 lanes; AVX2 uses two registers per vector), so each pair's run partials
+// are the same arithmetic wherever its tile falls, and the order in which partials are added is
+// fixed too: the columns form groups of a fixed width (a power of two that depends on d only,
+// distance_group_width), each (group, tile row) item sums its runs in column order into the
+// group's own n x n partial, and the groups' partials are added in group order. Threads take
+// whole items, so how they split the work changes no bit. A slice of the columns that starts
+// at a multiple of the group width has the same groups, so the whole matrix's distances are the
+// same sequence of additions over the slices' group partials (pairwise_sq_distance_partials_cpu):
+// a sharded server sums its shards' partials to the same bits. The portable level keeps its
+// 16-byte vectors and plain multiply-adds: it meets the accuracy contract without matching the
+// AVX levels bit for bit.
 #include <omp.h>
 
 #include <algorithm>
@@ -43,8 +47,8 @@ using simd::Vec;
 template <typename T>
 struct Job {
   const T* x;
-  int64_t n, d, block, blocks, tiles, groups;  // tiles: number of tile rows (ceil(n / TI))
-  double* acc;                                 // groups x n x n partial sums
+  int64_t n, d, block, width, group0, tiles;  // tiles: number of tile rows (ceil(n / TI))
+  double* acc;  // n x n partial sums of each group from group0 on
 };
 
 // The first count (<= lanes) values at p, zero in the other lanes.
@@ -191,23 +195,30 @@ ROBUSTAGG_INLINE void block_tile_row(const Job<T>& job, int64_t k0, int64_t len,
   }
 }
 
-// Items [lo, hi) of the (group, tile row) grid. Tile rows are visited from both ends in turn
-// (0, last, 1, last - 1, ...) because row i has n - i partners: contiguous runs stay balanced.
-// Within a group the blocks go outermost, so the tile rows of one block share it in L2.
+// Items [lo, hi) of the (group, tile row) grid, groups counted from job.group0; an item zeroes
+// the cells it adds to (its tile row's part of the upper triangle) first. Tile rows are
+// visited from both ends in turn (0, last, 1, last - 1, ...) because row i has n - i partners:
+// contiguous runs stay balanced. Within a group the blocks go outermost, so the tile rows of one
+// block share it in L2.
 template <typename T, int W, int NW, int TI, int TJ>
 ROBUSTAGG_INLINE void run_items(const Job<T>& job, int64_t lo, int64_t hi) {
-  const int64_t nn = job.n * job.n;
+  const int64_t n = job.n, nn = n * n;
+  auto tile_row = [&](int64_t it) {
+    const int64_t q = it % job.tiles;
+    return (q % 2 == 0) ? q / 2 : job.tiles - 1 - q / 2;
+  };
   for (int64_t first = lo; first < hi;) {
     const int64_t g = first / job.tiles, last = std::min(hi, (g + 1) * job.tiles);
     double* acc = job.acc + g * nn;
-    const int64_t b0 = job.blocks * g / job.groups, b1 = job.blocks * (g + 1) / job.groups;
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      const int64_t k0 = blk * job.block, len = std::min(job.block, job.d - k0);
-      for (int64_t it = first; it < last; ++it) {
-        const int64_t q = it % job.tiles;
-        const int64_t ti = (q % 2 == 0) ? q / 2 : job.tiles - 1 - q / 2;
-        block_tile_row<T, W, NW, TI, TJ>(job, k0, len, ti, acc, std::make_integer_sequence<int, TI>{});
-      }
+    for (int64_t it = first; it < last; ++it)
+      for (int64_t i = tile_row(it) * TI; i < std::min(n, tile_row(it) * TI + TI); ++i)
+        std::fill_n(acc + i * n + i + 1, n - 1 - i, 0.0);
+    const int64_t c0 = (job.group0 + g) * job.width, c1 = std::min(c0 + job.width, job.d);
+    for (int64_t k0 = c0; k0 < c1; k0 += job.block) {
+      const int64_t len = std::min(job.block, c1 - k0);
+      for (int64_t it = first; it < last; ++it)
+        block_tile_row<T, W, NW, TI, TJ>(job, k0, len, tile_row(it), acc,
+                                         std::make_integer_sequence<int, TI>{});
     }
     first = last;
   }
@@ -244,9 +255,54 @@ std::pair<Runner<T>, int> runner() {
   }
 }
 
-// Partial n x n accumulators kept at most (8 MiB); the groups are as many as that allows, up to
-// one per block, so threads have items to share at every n.
+// Partial n x n accumulators kept at most (8 MiB): the groups are computed in waves of as many
+// as that allows (at least one), each wave's partials added to the total before the next.
 constexpr int64_t kAccBudget = int64_t{1} << 20;
+
+int64_t floor_pow2(int64_t v) {
+  int64_t p = 1;
+  while (p <= v / 2) p *= 2;
+  return p;
+}
+
+// The grid of one call: groups of `width` columns cut into blocks, items (group, tile row).
+template <typename T>
+struct Grid {
+  Runner<T> run;
+  Job<T> job;
+  int64_t groups;
+  int threads;
+};
+
+template <typename T>
+Grid<T> grid(const T* x, int64_t n, int64_t d, int64_t width, int threads) {
+  const std::pair<Runner<T>, int> impl = runner<T>();
+  const int ti = impl.second;
+  // n rows of a block take at most ~512 KiB (half of a Zen 4 / Ice Lake L2, the other half
+  // holds the next block being prefetched); a power of two from 256 to 16384 columns, so every
+  // vector width and kRun divide it or it divides them, and it divides the group width (longer
+  // runs per row at small n measured ~8% faster than 4096 at n = 10). It depends on n only:
+  // run boundaries, and so every bit of the result, must not depend on the level or the
+  // thread count.
+  const int64_t block =
+      std::min(std::clamp<int64_t>(floor_pow2(131072 / n), 256, 16384), width);
+  const int64_t groups = distance_groups(d, width);
+  // A thread is worth waking for at least ~4M pair-coordinates (about a millisecond).
+  const int64_t work = n * (n - 1) / 2 * std::max<int64_t>(d, 1);
+  threads = static_cast<int>(std::clamp<int64_t>(std::min<int64_t>(threads, work >> 22), 1,
+                                                 groups * ((n + ti - 1) / ti)));
+  return {impl.first, Job<T>{x, n, d, block, width, 0, (n + ti - 1) / ti, nullptr}, groups,
+          threads};
+}
+
+// Rows [lo, hi) of thread t's share of the upper triangle of n x n (row i has n - 1 - i cells):
+// equal areas, row n * (1 - sqrt(1 - t / nt)) first.
+inline std::pair<int64_t, int64_t> share(int64_t n, int64_t t, int64_t nt) {
+  auto row = [&](int64_t s) {
+    return static_cast<int64_t>(std::lround(n * (1.0 - std::sqrt(1.0 - double(s) / nt))));
+  };
+  return {row(t), t + 1 == nt ? n : row(t + 1)};
+}
 
 template <typename T>
 void pairwise(const T* x, int64_t n, int64_t d, double* out, int threads) {
@@ -254,45 +310,64 @@ void pairwise(const T* x, int64_t n, int64_t d, double* out, int threads) {
     if (n == 1) out[0] = 0.0;
     return;
   }
-  const std::pair<Runner<T>, int> impl = runner<T>();
-  const Runner<T> run = impl.first;
-  const int ti = impl.second;
-  // n rows of a block take at most ~512 KiB (half of a Zen 4 / Ice Lake L2, the other half
-  // holds the next block being prefetched); 256..16384 columns, a multiple of 16 so every vector
-  // width divides it (longer runs per row at small n measured ~8% faster than 4096 at n = 10).
-  // It depends on n only: run boundaries, and so every bit of the result, must not depend on
-  // the level or the thread count.
-  const int64_t block = std::clamp<int64_t>((131072 / n) / 16 * 16, 256, 16384);
-  const int64_t blocks = std::max<int64_t>((d + block - 1) / block, 1);
+  Grid<T> g = grid<T>(x, n, d, distance_group_width(d), threads);
   const int64_t nn = n * n;
-  const int64_t groups = std::clamp<int64_t>(kAccBudget / nn, 1, blocks);
+  const int64_t wave = std::clamp<int64_t>(kAccBudget / nn, 1, g.groups);
   // Up to the budget, reused by the calling thread's next call (a fresh 8 MiB costs page
   // faults on every call); the single n x n of a larger n is not kept after the call.
-  const size_t cells = static_cast<size_t>(groups * nn);
+  const size_t cells = static_cast<size_t>(wave * nn);
   static thread_local std::vector<double> kept;
   std::vector<double> once;
   std::vector<double>& acc = cells <= static_cast<size_t>(kAccBudget) ? kept : once;
-  acc.assign(cells, 0.0);
-  const Job<T> job{x, n, d, block, blocks, (n + ti - 1) / ti, groups, acc.data()};
-  const int64_t items = groups * job.tiles;
-  // A thread is worth waking for at least ~4M pair-coordinates (about a millisecond).
-  const int64_t work = n * (n - 1) / 2 * std::max<int64_t>(d, 1);
-  threads = static_cast<int>(std::clamp<int64_t>(std::min<int64_t>(threads, work >> 22), 1, items));
-#pragma omp parallel num_threads(threads)
+  acc.resize(cells);
+  std::fill(out, out + nn, 0.0);
+#pragma omp parallel num_threads(g.threads)
   {
     const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    run(job, items * t / nt, items * (t + 1) / nt);
+    const auto [r0, r1] = share(n, t, nt);
+    Job<T> job = g.job;
+    job.acc = acc.data();
+    for (job.group0 = 0; job.group0 < g.groups; job.group0 += wave) {
+      const int64_t ws = std::min(wave, g.groups - job.group0), items = ws * job.tiles;
+      g.run(job, items * t / nt, items * (t + 1) / nt);
+#pragma omp barrier
+      // the wave's partials added to the total in group order (each thread its rows)
+      for (int64_t k = 0; k < ws; ++k)
+        for (int64_t i = r0; i < r1; ++i)
+          for (int64_t j = i + 1; j < n; ++j) out[i * n + j] += acc[k * nn + i * n + j];
+      if (job.group0 + wave < g.groups) {
+#pragma omp barrier
+      }
+    }
   }
   const double inf = std::numeric_limits<double>::infinity();
   for (int64_t i = 0; i < n; ++i) {
     out[i * n + i] = 0.0;
     for (int64_t j = i + 1; j < n; ++j) {
-      double s = 0.0;
-      for (int64_t g = 0; g < groups; ++g) s += acc[g * nn + i * n + j];
-      s = std::isfinite(s) ? s : inf;  // NaN as well as overflow
+      const double s = std::isfinite(out[i * n + j]) ? out[i * n + j] : inf;  // NaN too
       out[i * n + j] = out[j * n + i] = s;
     }
   }
+}
+
+template <typename T>
+void partials(const T* x, int64_t n, int64_t d, int64_t width, double* out, int threads) {
+  Grid<T> g = grid<T>(x, n, d, width, threads);
+  const int64_t nn = n * n;
+  if (n >= 2) {
+    g.job.acc = out;
+    const int64_t items = g.groups * g.job.tiles;
+#pragma omp parallel num_threads(g.threads)
+    {
+      const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+      g.run(g.job, items * t / nt, items * (t + 1) / nt);
+    }
+  }
+  for (int64_t k = 0; k < g.groups; ++k)
+    for (int64_t i = 0; i < n; ++i) {
+      out[k * nn + i * n + i] = 0.0;
+      for (int64_t j = i + 1; j < n; ++j) out[k * nn + j * n + i] = out[k * nn + i * n + j];
+    }
 }
 
 }  // namespace
@@ -303,6 +378,27 @@ void pairwise_sq_distances_cpu(const float* x, int64_t n, int64_t d, double* out
 
 void pairwise_sq_distances_cpu(const double* x, int64_t n, int64_t d, double* out, int threads) {
   pairwise<double>(x, n, d, out, threads);
+}
+
+int64_t distance_group_width(int64_t d) {
+  // 16 to 31 groups below d = 2^20, since each group's partials cost an n x n add (16 times
+  // as many groups cost 12% more time at n = 1000, d = 1e4); from there on 65536 columns a
+  // group, so what the groups cost (and what a shard sends) stays 2n / 65536 of the rows' bytes.
+  return std::clamp<int64_t>(floor_pow2(std::max<int64_t>(d / 16, 1)), 256, 65536);
+}
+
+int64_t distance_groups(int64_t d, int64_t width) {
+  return std::max<int64_t>((d + width - 1) / width, 1);
+}
+
+void pairwise_sq_distance_partials_cpu(const float* x, int64_t n, int64_t d, int64_t width,
+                                       double* out, int threads) {
+  partials<float>(x, n, d, width, out, threads);
+}
+
+void pairwise_sq_distance_partials_cpu(const double* x, int64_t n, int64_t d, int64_t width,
+                                       double* out, int threads) {
+  partials<double>(x, n, d, width, out, threads);
 }
 
 }  // namespace robustagg

@@ -50,6 +50,22 @@ torch::Tensor pairwise_sq_distances(const torch::Tensor& x_in) {
   return out;
 }
 
+torch::Tensor pairwise_sq_distance_partials(const torch::Tensor& x_in, int64_t width) {
+  const auto x = cpu_matrix(x_in, "pairwise_sq_distance_partials_cpu");
+  TORCH_CHECK(width >= 1, "pairwise_sq_distance_partials_cpu: needs width >= 1, got ", width);
+  const int64_t n = x.size(0), d = x.size(1);
+  auto out = torch::empty({robustagg::distance_groups(d, width), n, n},
+                          x.options().dtype(torch::kFloat64));
+  const int t = kernel_threads();
+  if (x.scalar_type() == torch::kFloat32)
+    robustagg::pairwise_sq_distance_partials_cpu(x.data_ptr<float>(), n, d, width,
+                                                 out.data_ptr<double>(), t);
+  else
+    robustagg::pairwise_sq_distance_partials_cpu(x.data_ptr<double>(), n, d, width,
+                                                 out.data_ptr<double>(), t);
+  return out;
+}
+
 torch::Tensor order_stat_mean(const torch::Tensor& x_in, int64_t lo, int64_t hi) {
   const auto x = cpu_matrix(x_in, "order_stat_mean_cpu");
   const int64_t n = x.size(0), d = x.size(1);
@@ -111,6 +127,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("pairwise_sq_distances_cpu", &pairwise_sq_distances, nogil,
         "Squared Euclidean distances between the rows of x[n, d] (float64 [n, n]; non-finite "
         "rows give +inf; exact zero diagonal)");
+  m.def("pairwise_sq_distance_partials_cpu", &pairwise_sq_distance_partials, nogil,
+        "Per group of `width` columns of x[n, d], the squared distances over its columns "
+        "(float64 [groups, n, n]); added in order they are pairwise_sq_distances_cpu's sums");
+  m.def("distance_group_width", &robustagg::distance_group_width,
+        "The width of the column groups pairwise_sq_distances_cpu sums in order, for d columns");
   m.def("order_stat_mean_cpu", &order_stat_mean, nogil,
         "Per column of x[n, d], the mean of the order statistics lo..hi (NaN ordered as +inf), "
         "n <= 256");

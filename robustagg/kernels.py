@@ -13,6 +13,11 @@ Contract shared by all paths:
 - ``trimmed_mean(x[n, d], f) -> [d]``: per coordinate, the mean of the n - 2f values left after
   dropping the f largest and f smallest; NaN is ordered as ``+inf``.
 - ``rows_mean(x[n, d], idx[m]) -> [d]``: the mean of the rows ``idx``.
+- ``pairwise_sq_distance_partials(x[n, d], width) -> float64[groups, n, n]``: the squared
+  distances over each group of ``width`` columns, in order. On the native CPU path,
+  ``pairwise_sq_distances`` is these partials for ``width = distance_group_width(d)`` added in
+  group order to zero, so column slices cut at multiples of that width (a sharded server's)
+  give partials whose in-order sum is the whole matrix's distances bit for bit.
 
 The CPU kernels exist for several instruction-set levels (``avx512``, ``avx2``, ``base``: the
 portable build) and use the best one the CPU runs, or the one named by the environment variable
@@ -179,6 +184,25 @@ def pairwise_sq_distances(x: torch.Tensor) -> torch.Tensor:
     if b == "cuda" and x.dtype == torch.float32:  # float64 keeps float64 arithmetic: torch
         return _C.pairwise_sq_distances_cuda(x)
     return pairwise_sq_distances_torch(x)
+
+
+def distance_group_width(d: int) -> int:
+    """The width of the column groups whose partial distances the native CPU kernel adds in
+    order for a matrix of d columns: a power of two from 256 to 65536 that depends on d only
+    (256 on the torch path, which promises no bits)."""
+    return _C.distance_group_width(d) if _has("distance_group_width") else 256
+
+
+def pairwise_sq_distance_partials(x: torch.Tensor, width: int) -> torch.Tensor:
+    """float64 ``[groups, n, n]``: squared distances between the rows of ``x[n, d]`` (CPU) over
+    each group of ``width`` columns (``groups = max(ceil(d / width), 1)``), symmetric with a
+    zero diagonal, NaN or +inf where a row is not finite. Their sum in group order is the
+    distances (module doc); map a non-finite sum to +inf as ``pairwise_sq_distances`` does."""
+    if _has("pairwise_sq_distance_partials_cpu"):
+        return _C.pairwise_sq_distance_partials_cpu(x, width)
+    d = x.shape[1]
+    parts = [pairwise_sq_distances_torch(x[:, lo:lo + width]) for lo in range(0, max(d, 1), width)]
+    return torch.stack(parts)
 
 
 # The native order-statistics kernels hold the n values of a column at once: n <= 256 on the

@@ -177,6 +177,47 @@ def test_pairwise_many_threads_and_blocks_agree():
     torch.testing.assert_close(one, ref_distances(x), rtol=1e-5, atol=0)
 
 
+@pytest.mark.usefixtures("cpu_level")
+@pytest.mark.parametrize("n,d", [(1, 9), (2, 1), (7, 17), (12, 4097), (40, 70_001), (700, 2000)])
+def test_pairwise_partials_sum_to_the_distances(n, d):
+    # Contract: one float64 [n, n] per group of `width` columns; added in group order to zero
+    # they give the distances bit for bit, for the whole matrix and for column slices cut at
+    # multiples of the width (each slice's own groups, in order). n = 700 takes several waves
+    # of accumulators; 1 and 2 threads split the work differently.
+    x = torch.randn(n, d, generator=gen(8)) * torch.rand(n, 1, generator=gen(9)) * 4
+    if n > 3:
+        x[1] = x[0]
+        x[-1, d // 2] = NAN
+    width = kernels.distance_group_width(d)
+    assert width >= 256 and width & (width - 1) == 0
+    old = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            whole = kernels.pairwise_sq_distances(x)
+            for cuts in ([0, d], [0, width, d], [0, width * (-(-d // width) // 2), d]):
+                if any(a >= b for a, b in zip(cuts, cuts[1:])):
+                    continue
+                groups = [g for lo, hi in zip(cuts, cuts[1:])
+                          for g in kernels.pairwise_sq_distance_partials(x[:, lo:hi].contiguous(),
+                                                                         width)]
+                assert len(groups) == max(-(-d // width), 1)
+                total = torch.zeros(n, n, dtype=torch.float64)
+                for g in groups:
+                    assert_same(g, g.T)  # symmetric, NaN where a row is not finite
+                    assert torch.equal(g.diagonal(), torch.zeros(n, dtype=torch.float64))
+                    total += g
+                assert torch.equal(total.masked_fill(~torch.isfinite(total), INF), whole)
+    finally:
+        torch.set_num_threads(old)
+    lo = width  # a group on its own: the distances over its columns
+    if d > lo:
+        part = kernels.pairwise_sq_distance_partials(x, width)[1]
+        torch.testing.assert_close(part.masked_fill(~torch.isfinite(part), INF),
+                                   ref_distances(x[:, lo:lo + width]), rtol=1e-5, atol=0)
+    torch.testing.assert_close(whole, ref_distances(x), rtol=1e-5, atol=0)
+
+
 # ------------------------------------------------------------------ Krum selection contract
 
 @pytest.mark.usefixtures("cpu_level")

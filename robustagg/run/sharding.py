@@ -20,6 +20,7 @@ flip, NaN and Inf. Data attacks and faults act on the workers and need nothing h
 """
 from __future__ import annotations
 
+from robustagg.kernels import distance_group_width
 from robustagg.rules import (ARC, NNM, Bulyan, CenteredClipping, Clip, CoordinateMedian,
                              GeometricMedian, Krum, Mean, MultiKrum, TrimmedMean)
 
@@ -31,26 +32,27 @@ PRE_AGGREGATIONS = (NNM, Clip, ARC)
 COORDINATE_ATTACKS = ("alie", "ipm", "sign_flip", "nan", "inf")
 
 
-# Slice boundaries fall on multiples of this many columns, and every slice is at least this
-# wide. torch's vectorised reductions over rows (the mean of the rows, nearest-neighbour mixing)
-# then compute each column of a slice with the same arithmetic as that column of the whole
-# matrix, so those rules give the same bits sharded (tests/training/test_sharded.py checks it);
-# slices cut anywhere else differ in the last bit, from how the vector loop meets the columns.
-ALIGN = 64
-
-
 def shard_bounds(d: int, k: int) -> list[tuple[int, int]]:
-    """The k contiguous slices ``[lo, hi)`` of ``range(d)``: cut at the multiples of
-    :data:`ALIGN` nearest to ``s·d/k``, so as equal as that allows. Every slice is at least
-    ``ALIGN`` columns wide, so k shards need about ``d >= ALIGN·k`` parameters."""
+    """The k contiguous slices ``[lo, hi)`` of ``range(d)``, cut between the column groups of
+    :func:`robustagg.kernels.distance_group_width` (a power of two, at least 256, that depends
+    on d only), the groups shared out as evenly as whole groups allow. The cuts make sharded
+    rules give the unsharded bits: the distance kernel's group partials add up over the slices
+    in the same order as over whole rows, and torch's vectorised reductions over rows (the mean
+    of the rows, nearest-neighbour mixing) compute each column of a slice with the same
+    arithmetic as that column of the whole matrix, which holds for slices starting at multiples
+    of 64 (tests/training/test_sharded.py checks both). So k shards need at least k groups:
+    d has 16 to 31 groups (fewer below d = 4096) up to d = 2^20, and ``ceil(d / 65536)`` from
+    there on."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"server_shards must be an int >= 1, got server_shards={k!r}")
-    cuts = [0] + [round(s * d / k / ALIGN) * ALIGN for s in range(1, k)] + [d]
-    bounds = list(zip(cuts[:-1], cuts[1:]))
-    if k > 1 and min(hi - lo for lo, hi in bounds) < ALIGN:
-        raise ValueError(f"server_shards={k} needs slices of at least {ALIGN} of the model's "
-                         f"d={d} parameters each (about d >= {ALIGN * k}); use fewer shards")
-    return bounds
+    width = distance_group_width(d)
+    groups = max(-(-d // width), 1)
+    if groups < k:
+        raise ValueError(f"server_shards={k} needs at least {k} groups of {width} of the model's "
+                         f"d={d} parameters, which has {groups} (about d >= {width * k}); "
+                         f"use fewer shards")
+    cuts = [min(round(s * groups / k) * width, d) for s in range(k + 1)]
+    return list(zip(cuts[:-1], cuts[1:]))
 
 
 def _names(classes) -> str:

@@ -7,12 +7,11 @@ What crosses between the coordinator and the shards is small: ``[m, m]`` partial
 matrices, ``[m]`` partial sums of squares and finite flags, and back the selection, weights or
 scales.
 
-- **Distances** are summed from the shards' float64 partial matrices in shard order (a fixed
-  order: the same bits every run). Squared distances add over disjoint columns, so the sum is
-  the squared distance, within the kernel's accuracy contract of one pass over all columns
-  but not its bits: the kernel sums runs of columns in float32 lanes before adding them in
-  float64, and a slice boundary moves where the runs fall (relative differences up to ~1e-7
-  measured), see :func:`aggregate`.
+- **Distances** are the shards' float64 partials over the model's column groups
+  (:func:`robustagg.kernels.pairwise_sq_distance_partials`) added in column order: the same
+  additions, in the same order, as the unsharded kernel makes over the whole rows, so the
+  same bits (shards are cut at multiples of the group width,
+  :func:`robustagg.run.sharding.shard_bounds`).
 - **Selections** are the rule's own code: the rule's functional form runs on the summed
   distances with a one-column stand-in for the rows (zero, or NaN where a row is not finite,
   which is all the selection reads of the rows).
@@ -40,9 +39,13 @@ def summed(parts: list[torch.Tensor]) -> torch.Tensor:
 
 
 def distances(shards) -> torch.Tensor:
-    """float64 ``[m, m]`` squared distances of the shards' current rows (+inf for a pair with a
-    non-finite row: a +inf partial stays +inf in the sum, and NaN is +inf in each partial)."""
-    return summed(shards.call("distances"))
+    """float64 ``[m, m]`` squared distances of the shards' current rows, bit for bit the
+    unsharded kernel's (module doc); +inf for a pair with a non-finite row."""
+    parts = shards.call("distance_partials")
+    total = torch.zeros(parts[0].shape[1:], dtype=torch.float64)
+    for group in (g for p in parts for g in p):  # column order, from zero, as the kernel
+        total += group
+    return total.masked_fill_(~torch.isfinite(total), math.inf)  # NaN too, as the kernel
 
 
 def finite_rows(shards) -> torch.Tensor:
@@ -78,13 +81,10 @@ def aggregate(shards, rule, m: int, d: int) -> torch.Tensor | None:
     - coordinate-wise rules (mean, median, trimmed mean) bit for bit: each column is computed
       by the same code on the same values (slices aligned as
       :func:`robustagg.run.sharding.shard_bounds` cuts them);
-    - selection rules (Krum, multi-Krum, Bulyan, NNM) bit for bit whenever the selection is the
-      same, since the mean of the selected rows, Bulyan's coordinate phase and the mixing are
-      per-column. The selection is made on summed partial distances, equal to the unsharded
-      kernel's within its accuracy contract (module doc), so it can differ only where two
-      candidates' scores (or NNM's neighbour distances) agree to about 1e-7 relative. Exact
-      ties stay exact (duplicated rows, as the coordinate-wise attacks send, give equal
-      partials), and a non-finite row is +inf in both;
+    - selection rules (Krum, multi-Krum, Bulyan, NNM) bit for bit: the summed partial
+      distances are the unsharded kernel's bits (module doc), so the selection is the same,
+      and the mean of the selected rows, Bulyan's coordinate phase and the mixing are
+      per-column;
     - norm-based rules (geometric median, centered clipping, clip, ARC) within the accuracy
       contract: norms are float64 sums of partial sums of squares, not one float32 norm.
     """

@@ -32,11 +32,12 @@ from .server import fold_momentum, process_memory_mb
 
 
 class Shard:
-    """Shard ``index`` of run ``cfg`` (a ``TrainConfig``), owning columns ``[lo, hi)``;
-    ``params``: the initial slice, float32 ``[hi - lo]``."""
+    """Shard ``index`` of run ``cfg`` (a ``TrainConfig``), owning columns ``[lo, hi)`` of the
+    model's d; ``params``: the initial slice, float32 ``[hi - lo]``."""
 
-    def __init__(self, cfg, index: int, lo: int, hi: int, params):
+    def __init__(self, cfg, index: int, lo: int, hi: int, d: int, params):
         self.cfg, self.index, self.lo, self.hi = cfg, index, lo, hi
+        self.width = kernels.distance_group_width(d)
         self.param = torch.nn.Parameter(torch.as_tensor(params, dtype=torch.float32).clone())
         c = cfg
         if c.optimizer == "adam":
@@ -136,9 +137,11 @@ class Shard:
         self.x = self.rows[:self.m]
 
     # ---- partial statistics: the few numbers the coordinator sums ----
-    def distances(self) -> torch.Tensor:
-        """float64 ``[m, m]``: the squared distances of the current rows over this slice."""
-        return kernels.pairwise_sq_distances(self.x)
+    def distance_partials(self) -> torch.Tensor:
+        """float64 ``[groups, m, m]``: the squared distances of the current rows over each of
+        this slice's column groups, the whole model's
+        (:func:`robustagg.kernels.distance_group_width` of its d), in column order."""
+        return kernels.pairwise_sq_distance_partials(self.x, self.width)
 
     def finite_rows(self) -> torch.Tensor:
         """bool ``[m]``: which current rows are finite on this slice."""

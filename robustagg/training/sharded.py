@@ -43,7 +43,8 @@ class LocalShards:
     """The shards as objects in this process."""
 
     def __init__(self, cfg, bounds, flat):
-        self.shards = [Shard(cfg, s, lo, hi, flat[lo:hi]) for s, (lo, hi) in enumerate(bounds)]
+        self.shards = [Shard(cfg, s, lo, hi, len(flat), flat[lo:hi])
+                       for s, (lo, hi) in enumerate(bounds)]
 
     def call(self, method, *args):
         return [s.run(method, *args) for s in self.shards]
@@ -73,7 +74,7 @@ class RayShards:
         cls = ray.remote(Shard)
         self.actors = [cls.options(num_cpus=0, memory=SHARD_BUNDLE["memory"], max_restarts=0,
                                    **ray_placement.bundle(self.pg, s))
-                       .remote(cfg, s, lo, hi, flat[lo:hi].numpy())
+                       .remote(cfg, s, lo, hi, len(flat), flat[lo:hi].numpy())
                        for s, (lo, hi) in enumerate(bounds)]
         self.call("where")  # up, or the error of the one that failed
 

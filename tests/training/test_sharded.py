@@ -1,10 +1,8 @@
 """The sharded parameter server (``server_shards=k``) against the unsharded one.
 
-Contract (robustagg/training/coordinator.py: aggregate): coordinate-wise rules bit-identical;
-selection rules the same selection and then bit-identical results (the selection is made on
-summed partial distances, equal to the whole-matrix kernel's within its accuracy contract, so
-only scores within ~1e-7 relative could be ordered differently; exact ties stay exact);
-norm-based rules within the accuracy contract. Checked on random matrices with ties,
+Contract (robustagg/training/coordinator.py: aggregate): coordinate-wise and selection rules
+bit-identical (the summed partial distances are the whole-matrix kernel's bits, so the
+selection is the same); norm-based rules within the accuracy contract. Checked on random matrices with ties,
 duplicates, non-finite rows, n at the rule's minimum, f = 0 and awkward d, and end to end on
 training runs with the local backend (in-process shards).
 """
@@ -13,7 +11,8 @@ import torch
 
 import robustagg as ra
 from robustagg.run.config import TrainConfig
-from robustagg.run.sharding import ALIGN, shard_bounds
+from robustagg.kernels import distance_group_width
+from robustagg.run.sharding import shard_bounds
 from robustagg.training import coordinator, train
 from robustagg.training.sharded import LocalShards
 from robustagg.run.worker import single_thread
@@ -60,7 +59,7 @@ def settings(rule, kw, pre, n, f):
 
 @pytest.mark.parametrize("rule,kw,pre", EXACT, ids=lambda v: str(v))
 @pytest.mark.parametrize("kind", ["random", "duplicates", "ties", "nonfinite"])
-@pytest.mark.parametrize("d", [3 * ALIGN, 1000, 4097])
+@pytest.mark.parametrize("d", [3 * 256, 1000, 4097])
 def test_exact_rules_equal_unsharded(rule, kw, pre, kind, d):
     f = 2 if kind == "nonfinite" else 1
     probe = settings(rule, kw, pre, 20, f).build_rule()
@@ -97,23 +96,59 @@ def test_norm_based_rules_within_accuracy(rule, kw, pre, kind):
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, equal_nan=True)
 
 
-def test_partial_distances_sum_to_the_distances():
-    x = matrix("random", 12, 4097)
-    shards = LocalShards(settings("krum", {}, [], 12, 1), shard_bounds(4097, 4), torch.zeros(4097))
-    shards.each("fill", [({i: x[i, lo:hi].contiguous() for i in range(12)},)
-                         for lo, hi in shard_bounds(4097, 4)])
-    ref = ra.kernels.pairwise_sq_distances(x.double())
-    torch.testing.assert_close(coordinator.distances(shards), ref, rtol=1e-6, atol=0)
+def filled(x, k):
+    n, d = x.shape
+    shards = LocalShards(settings("mean", {}, [], n, 0), shard_bounds(d, k), torch.zeros(d))
+    shards.each("fill", [({i: x[i, lo:hi].contiguous() for i in range(n)},)
+                         for lo, hi in shard_bounds(d, k)])
+    return shards
+
+
+@pytest.mark.parametrize("kind", ["random", "duplicates", "nonfinite"])
+@pytest.mark.parametrize("n,d", [(12, 4097), (2, 300), (7, 70000), (33, 9 * 1024 + 5)])
+def test_partial_distances_sum_to_the_kernels_bits(kind, n, d):
+    x = matrix(kind, n, d)
+    x[: n // 2] *= 1e-3  # scales apart: float32 runs and float64 sums both round
+    whole = ra.kernels.pairwise_sq_distances(x)
+    for k in (2, 3, 5):
+        if -(-d // distance_group_width(d)) >= k:
+            assert torch.equal(coordinator.distances(filled(x, k)), whole), k
+    ref = ((x.double()[:, None] - x.double()[None]) ** 2).sum(-1)
+    bad = ~torch.isfinite(x).all(1)
+    ref[bad] = ref[:, bad] = float("inf")  # the contract: +inf for a pair with such a row
+    ref.fill_diagonal_(0.0)
+    torch.testing.assert_close(whole, ref, rtol=1e-6, atol=0)
+
+
+def test_real_ties_select_as_unsharded():
+    """Rows in pairs c + v, c - v: every pair's two Krum scores are equal in real arithmetic and
+    differ only by rounding, so summed partials that were merely within the kernel's accuracy
+    of the whole-row distances would pick the other row of the best pair about half the time."""
+    n, d, f = 12, 70_000, 2
+    cfg = TrainConfig(rule="krum", workers=n, byzantine=f, backend="local", server_shards=3)
+    with single_thread():
+        for seed in range(6):
+            g = torch.Generator().manual_seed(seed)
+            c = torch.randn(1, d, generator=g)
+            v = torch.randn(n // 2, d, generator=g) * torch.rand(n // 2, 1, generator=g)
+            y = torch.cat([c + v, c - v])
+            rule = cfg.build_rule()
+            want = rule(y)
+            got, sel = shard_aggregate(cfg, y, 3)
+            assert torch.equal(sel, rule.selected) and torch.equal(got, want), seed
 
 
 def test_bounds_are_aligned_and_small_models_refused():
-    for d, k in [(4810, 3), (1000, 2), (10 ** 6 + 3, 4)]:
+    for d, k in [(4810, 3), (1000, 2), (1000, 3), (10 ** 6 + 3, 4), (10 ** 7, 7)]:
         b = shard_bounds(d, k)
-        assert b[0][0] == 0 and b[-1][1] == d and all(lo % ALIGN == 0 for lo, _ in b)
-        assert all(hi - lo >= ALIGN for lo, hi in b)
+        w = distance_group_width(d)
+        assert b[0][0] == 0 and b[-1][1] == d and all(lo % w == 0 for lo, _ in b)
+        assert all(hi > lo for lo, hi in b)
         assert all(b[s][1] == b[s + 1][0] for s in range(k - 1))
-    for d in (1, 7, 9, 17, 100):
-        with pytest.raises(ValueError, match="server_shards=2 needs slices"):
+        sizes = [-(-(hi - lo) // w) for lo, hi in b]  # groups per shard: as even as can be
+        assert max(sizes) - min(sizes) <= 1
+    for d in (1, 7, 9, 17, 100, 256):
+        with pytest.raises(ValueError, match="server_shards=2 needs at least 2 groups"):
             shard_bounds(d, 2)
 
 
