@@ -41,7 +41,7 @@ def shard_bounds(d: int, k: int) -> list[tuple[int, int]]:
     of the rows, nearest-neighbour mixing) compute each column of a slice with the same
     arithmetic as that column of the whole matrix, which holds for slices starting at multiples
     of 64 (tests/training/test_sharded.py checks both). So k shards need at least k groups:
-    d has 16 to 31 groups (fewer below d = 4096) up to d = 2^20, and ``ceil(d / 65536)`` from
+    d has 16 to 32 groups (fewer below d = 4096) up to d = 2^20, and ``ceil(d / 65536)`` from
     there on."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"server_shards must be an int >= 1, got server_shards={k!r}")
