@@ -30,8 +30,9 @@ evaluates the model) of the split:
 - **compute**: the workers' compute, the sum of their gradient times over the actors (one core
   each, balanced);
 - **transport**: the backend's wall time less that compute (publishing, queueing, the workers'
-  writes into the object store, the server's reads) plus copying the arrivals into the shards'
-  buffers;
+  writes into the object store, the server's reads) plus filling the shards' buffers (with k > 1
+  on Ray, each shard fetching its slices from the object store; else the server copying the
+  arrivals);
 - **aggregation**: the attack and the rule after the copy;
 - **other**: the rest of the round as the driver saw it (optimizer step, calls, metrics);
 

@@ -7,7 +7,13 @@ the round's rows, so no process holds an ``[n, d]`` buffer. Per round:
 
 1. the coordinator (this server) gathers the shards' parameter slices and publishes the
    parameters through the backend, as the unsharded server does;
-2. each arrived gradient is cut into its k slices and shard s receives slice s only;
+2. shard s receives slice s of each arrived gradient only. On Ray (Ray backend and shard
+   actors) each worker answers its gradient as k numpy slices in the object store and the
+   coordinator fetches only the small metadata beside them (loss, time, format): each shard
+   fetches its own slices from the object store of the worker's node straight into its
+   preallocated ``[n, hi - lo]`` buffer, and no gradient passes through the coordinator
+   (``coordinator_gradient_bytes`` in each round's record: 0). Otherwise (in-process shards) the
+   coordinator cuts each arrived gradient and hands each shard its slice;
 3. a model attack forges each shard's slice of the Byzantine rows (coordinate-wise attacks);
 4. the rule runs over the shards (:func:`robustagg.training.coordinator.aggregate`): partial
    distances and sums of squares go to the coordinator, the selection, weights or scales come
@@ -92,8 +98,9 @@ class RayShards:
         self.placement.remove(self.pg)
 
 
-# Gradients the coordinator hands to the shards per call (bytes): bounds the extra copy that
-# crossing the coordinator costs in the object store.
+# Gradients delivered to the shards per call (bytes, all shards together): bounds what a shard
+# fetches and holds mapped at once (the chunk's slices, on its node's object store) and, through
+# the coordinator, the extra copy crossing it costs; a chunk's objects are freed once delivered.
 DELIVERY_BYTES = 2 ** 28
 
 
