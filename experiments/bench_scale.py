@@ -135,13 +135,13 @@ def kernel_time(n, d, rule, repeats=2):
     from robustagg import kernels
     from robustagg.run.build import build_rule
     from robustagg.run.worker import single_thread
+    from robustagg.training.server import cores
 
     cols = max(1, min(d, KERNEL_VALUES // n))
     x = torch.randn(n, cols, generator=torch.Generator().manual_seed(0))
     agg = build_rule(rule, {}, [], {"f": 0, "seed": 0})
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     best = math.inf
-    with single_thread(), kernels.kernel_threads(cores):
+    with single_thread(), kernels.kernel_threads(cores()):
         for _ in range(repeats):
             t0 = time.perf_counter()
             agg(x)

@@ -38,6 +38,7 @@ The class is plain Python; the Ray driver wraps it as an actor (``ray.remote(Par
 from __future__ import annotations
 
 import copy
+import os
 import time
 
 import torch
@@ -62,6 +63,13 @@ def fold_momentum(store: dict, i: int, g: torch.Tensor, beta: float) -> torch.Te
     m = store.get(i)
     store[i] = g.clone() if m is None else m.mul_(beta).add_(g, alpha=1 - beta)
     return store[i]
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity): the native kernels' threads on the
+    server and its shards. Not torch's thread setting: Ray sets ``OMP_NUM_THREADS=1`` in its
+    actors, which would leave the kernels of a server running as an actor one core."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def process_memory_mb() -> dict:
@@ -178,10 +186,9 @@ class ParameterServer:
     def step(self) -> dict:
         """Run one round; return its metrics record (plain data). torch runs on one thread, like
         the workers' (its reductions' bits depend on the thread count), and the native kernels
-        on every core torch had (theirs do not), so results do not depend on where the server
-        runs or on its core count."""
-        cores = torch.get_num_threads()
-        with single_thread(), kernels.kernel_threads(cores):
+        on every core of the process (:func:`cores`; theirs do not), so results do not depend on
+        where the server runs or on its core count."""
+        with single_thread(), kernels.kernel_threads(cores()):
             return self._step()
 
     def _step(self) -> dict:

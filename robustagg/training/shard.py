@@ -28,7 +28,7 @@ from robustagg.functional.bulyan import _closest_to_median_mean
 from robustagg.functional.clip import clip_to
 from robustagg.run.worker import single_thread
 
-from .server import fold_momentum, process_memory_mb
+from .server import cores, fold_momentum, process_memory_mb
 
 
 class Shard:
@@ -56,12 +56,11 @@ class Shard:
         self.attack = attack if attack is not None and attack.kind == "model" else None
         rule = cfg.build_rule()
         self.rule = getattr(rule, "rule", rule)  # a coordinate-wise rule runs here as it is
-        self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
 
     def run(self, method: str, *args):
         """``self.<method>(*args)`` with torch on one thread (its reductions' bits depend on the
         thread count) and the native kernels on every core (theirs do not)."""
-        with single_thread(), kernels.kernel_threads(self.cores):
+        with single_thread(), kernels.kernel_threads(cores()):
             return getattr(self, method)(*args)
 
     def where(self) -> dict:

@@ -90,3 +90,28 @@ def test_missing_honest_worker_and_non_finite_aggregate():
     p1 = s.params()
     assert s.step()["skipped"] == "non-finite aggregate"
     assert torch.equal(s.params(), p1) and all(p.grad is None for p in s.parameters)
+
+
+def test_kernels_take_every_core_whatever_torchs_threads(monkeypatch):
+    # Ray sets OMP_NUM_THREADS=1 in its actors (torch then has one thread); the server's native
+    # kernels still get every core of the process, and torch stays on one.
+    import os
+
+    from robustagg import kernels
+    from robustagg.training import server as server_module
+
+    seen = []
+    real = kernels.kernel_threads
+
+    def spy(threads):
+        seen.append((threads, torch.get_num_threads()))
+        return real(threads)
+
+    monkeypatch.setattr(server_module.kernels, "kernel_threads", spy)
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        server().step()
+    finally:
+        torch.set_num_threads(old)
+    assert seen == [(len(os.sched_getaffinity(0)), 1)]
