@@ -56,24 +56,15 @@ class Shard:
         self.attack = attack if attack is not None and attack.kind == "model" else None
         rule = cfg.build_rule()
         self.rule = getattr(rule, "rule", rule)  # a coordinate-wise rule runs here as it is
-        self.threads = cores()
 
     def run(self, method: str, *args):
         """``self.<method>(*args)`` with torch on one thread (its reductions' bits depend on the
-        thread count) and the native kernels on this shard's share of the cores (theirs do
-        not; :meth:`share_cores`)."""
-        with single_thread(), kernels.kernel_threads(self.threads):
+        thread count) and the native kernels on every core (theirs do not)."""
+        with single_thread(), kernels.kernel_threads(cores()):
             return getattr(self, method)(*args)
 
-    def share_cores(self, processes: int) -> None:
-        """Give the native kernels this process's cores divided by ``processes``, the shard
-        processes on this machine, which compute at the same time: shards sharing a machine
-        then do not oversubscribe its cores."""
-        self.threads = max(1, cores() // processes)
-
     def where(self) -> dict:
-        """Where this shard runs: its process, host and (on Ray) node id, and its kernels'
-        threads, for tests and logs."""
+        """Where this shard runs: its process, host and (on Ray) node id, for tests and logs."""
         import socket
         import sys
 
@@ -81,7 +72,7 @@ class Shard:
         if "ray" in sys.modules and sys.modules["ray"].is_initialized():
             node = sys.modules["ray"].get_runtime_context().get_node_id()
         return {"index": self.index, "pid": os.getpid(), "host": socket.gethostname(),
-                "node": node, "columns": [self.lo, self.hi], "threads": self.threads}
+                "node": node, "columns": [self.lo, self.hi]}
 
     def memory_mb(self) -> dict:
         """This shard's process memory (:func:`~robustagg.training.server.process_memory_mb`)."""

@@ -122,13 +122,6 @@ class ShardedServer(ParameterServer):
         self.bounds = shard_bounds(d, self.cfg.server_shards)
         group = RayShards if self.cfg.backend == "ray" else LocalShards
         self.shards = group(self.cfg, self.bounds, ParameterServer.params(self))
-        # shard processes on one machine compute at the same time: each gets its share of the
-        # cores (in-process shards run one after another, in one process: all of them)
-        where = self.shards.call("where")
-        machine = [(w["host"], w["node"]) for w in where]
-        processes = {m: len({w["pid"] for w, m2 in zip(where, machine) if m2 == m})
-                     for m in machine}
-        self.shards.each("share_cores", [(processes[m],) for m in machine])
         return None
 
     def params(self) -> torch.Tensor:

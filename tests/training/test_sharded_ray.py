@@ -54,7 +54,6 @@ def test_malformed_slices_are_omissions(ray_local, tmp_path):
     import ray
 
     from robustagg.backends.ray_backend import _RayWorker, split_answer
-    from robustagg.training.server import cores
     from robustagg.training.sharded import ShardedServer
 
     class Malformed(_RayWorker):
@@ -70,8 +69,6 @@ def test_malformed_slices_are_omissions(ray_local, tmp_path):
     bad = [ray.remote(Malformed).options(num_cpus=0).remote() for _ in range(2)]
     try:
         assert server.direct
-        # two shard processes on this machine: each gets half its cores for the kernels
-        assert [w["threads"] for w in server.where()] == [max(1, cores() // 2)] * 2
         server.backend.actor_of[1], server.backend.actor_of[2] = bad  # each sets itself up
         rec = server.step()
         assert rec["omitted"] == {"1": "malformed answer", "2": "malformed answer"}
