@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from robustagg import functional as F
@@ -42,10 +43,11 @@ def distances(shards) -> torch.Tensor:
     """float64 ``[m, m]`` squared distances of the shards' current rows, bit for bit the
     unsharded kernel's (module doc); +inf for a pair with a non-finite row."""
     parts = shards.call("distance_partials")
-    total = torch.zeros(parts[0].shape[1:], dtype=torch.float64)
+    total = np.zeros(parts[0].shape[1:], dtype=np.float64)
     for group in (g for p in parts for g in p):  # column order, from zero, as the kernel
         total += group
-    return total.masked_fill_(~torch.isfinite(total), math.inf)  # NaN too, as the kernel
+    total[~np.isfinite(total)] = math.inf  # NaN too, as the kernel
+    return torch.from_numpy(total)
 
 
 def finite_rows(shards) -> torch.Tensor:

@@ -11,12 +11,15 @@ so the aggregate's slice is computed where the slice lives. The optimizer is ele
 shard stepping its slice computes the same bits as one optimizer over the whole vector.
 
 Plain Python: in-process for the local backend, wrapped as a Ray actor for the Ray backend
-(:mod:`robustagg.training.sharded`). Everything it returns is a tensor or plain data.
+(:mod:`robustagg.training.sharded`). Everything it returns is a tensor, a numpy array (the
+large ones: Ray moves numpy arrays without pickling, torch tensors it copies at a fraction of
+the speed) or plain data.
 """
 from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 
 from robustagg import kernels
@@ -79,8 +82,9 @@ class Shard:
         return process_memory_mb()
 
     # ---- the round's rows ----
-    def params(self) -> torch.Tensor:
-        return self.param.detach().clone()
+    def params(self) -> np.ndarray:
+        """float32 ``[hi - lo]``: this slice of the parameters (a copy)."""
+        return self.param.detach().numpy().copy()
 
     def fill(self, slices: dict, start: int = 0) -> list[int]:
         """Write each worker's slice (``{worker id: float32 [hi - lo]}``, a tensor or numpy
@@ -136,11 +140,11 @@ class Shard:
         self.x = self.rows[:self.m]
 
     # ---- partial statistics: the few numbers the coordinator sums ----
-    def distance_partials(self) -> torch.Tensor:
+    def distance_partials(self) -> np.ndarray:
         """float64 ``[groups, m, m]``: the squared distances of the current rows over each of
         this slice's column groups, the whole model's
         (:func:`robustagg.kernels.distance_group_width` of its d), in column order."""
-        return kernels.pairwise_sq_distance_partials(self.x, self.width)
+        return kernels.pairwise_sq_distance_partials(self.x, self.width).numpy()
 
     def finite_rows(self) -> torch.Tensor:
         """bool ``[m]``: which current rows are finite on this slice."""

@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 import torch
 
 from robustagg.run.sharding import shard_bounds
@@ -126,7 +127,7 @@ class ShardedServer(ParameterServer):
 
     def params(self) -> torch.Tensor:
         """The model as one float32 vector, gathered from the shards."""
-        return torch.cat(self.shards.call("params"))
+        return torch.from_numpy(np.concatenate(self.shards.call("params")))
 
     def where(self) -> list[dict]:
         """Each shard's process and host."""
