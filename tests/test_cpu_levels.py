@@ -18,7 +18,7 @@ LEVELS = kernels.cpu_levels()
 AVX = [lv for lv in LEVELS if lv != "base"]
 THREADS = [1, 2, 3, 4]
 SHAPES = [(3, 1), (4, 7), (5, 9), (8, 15), (11, 17), (16, 4095), (17, 4097), (33, 100_003),
-          (3, 100_003), (32, 4097), (64, 1000), (100, 333)]
+          (3, 100_003), (32, 4097), (64, 1000), (100, 333), (130, 2048)]
 KINDS = ["normal", "duplicates", "tiny", "huge", "non_finite", "wide_span"]
 # Bit-identical on the AVX levels and at every thread count; the order statistics and rows_mean
 # on the portable level too.
