@@ -234,12 +234,17 @@ ROBUSTAGG_INLINE void run_items(const Job<T>& job, int64_t lo, int64_t hi) {
     const int64_t c0 = (job.group0 + g) * job.width, c1 = std::min(c0 + job.width, job.d);
     for (int64_t k0 = c0; k0 < c1; k0 += job.block) {
       const int64_t len = std::min(job.block, c1 - k0);
-      if (pack)
+      if (pack) {
         for (int64_t i = 0; i < n; ++i)
           std::memcpy(packed.data() + i * stride, job.x + i * job.d + k0, sizeof(T) * len);
-      for (int64_t it = first; it < last; ++it)
-        block_tile_row<T, W, NW, TI, TJ>(pack ? local : job, pack ? 0 : k0, len, tile_row(it),
-                                         acc, std::make_integer_sequence<int, TI>{});
+        for (int64_t it = first; it < last; ++it)
+          block_tile_row<T, W, NW, TI, TJ>(local, 0, len, tile_row(it), acc,
+                                           std::make_integer_sequence<int, TI>{});
+      } else {
+        for (int64_t it = first; it < last; ++it)
+          block_tile_row<T, W, NW, TI, TJ>(job, k0, len, tile_row(it), acc,
+                                           std::make_integer_sequence<int, TI>{});
+      }
     }
     first = last;
   }
