@@ -145,26 +145,37 @@ def _arrived_by(refs: list, deadline: float) -> tuple[list, list]:
     return ready, pending
 
 
-def _fetch(ready: list, refs: dict, errors: dict) -> dict:
-    """``{worker id: answer}`` of the ``ready`` references (``refs``: reference -> worker id),
-    in one ``ray.get``; if that fails, one reference at a time, so that the error (an actor
-    that died or is being restarted) goes to ``errors`` under its own worker."""
+def get_each(refs: dict) -> tuple[dict, dict]:
+    """``({key: value}, {key: exception})`` of ``refs`` (``{key: ObjectRef}``), fetched in one
+    ``ray.get``; if that fails, one reference at a time, so that each failure (an actor that
+    died or is being restarted, an object that was lost) is told under its own key."""
     import ray
 
+    keys = list(refs)
     try:
-        return {refs[r]: a for r, a in zip(ready, ray.get(ready))}
+        return dict(zip(keys, ray.get([refs[k] for k in keys]))), {}
     except ray.exceptions.RayError:
         pass
-    out = {}
-    for r in ready:
-        i = refs[r]
+    values, errors = {}, {}
+    for k in keys:
         try:
-            out[i] = ray.get(r)
-        except ray.exceptions.ActorUnavailableError:
-            errors[i] = "restarting (actor being restarted by Ray)"
+            values[k] = ray.get(refs[k])
         except ray.exceptions.RayError as e:
-            errors[i] = f"crashed ({type(e).__name__})"
-    return out
+            errors[k] = e
+    return values, errors
+
+
+def _fetch(ready: list, refs: dict, errors: dict) -> dict:
+    """``{worker id: answer}`` of the ``ready`` references (``refs``: reference -> worker id),
+    :func:`get_each`'s failures written to ``errors`` under their worker."""
+    import ray
+
+    values, failed = get_each({refs[r]: r for r in ready})
+    for i, e in failed.items():
+        errors[i] = "restarting (actor being restarted by Ray)" \
+            if isinstance(e, ray.exceptions.ActorUnavailableError) \
+            else f"crashed ({type(e).__name__})"
+    return values
 
 
 class RayBackend(Backend):

@@ -110,22 +110,13 @@ class Shard:
         object stores, not through the coordinator). Returns ``{worker id: why}`` for the
         slices refused: "malformed answer" (as :meth:`fill`), or lost (the object could not be
         fetched, e.g. its node died); then nothing is written."""
-        import ray
+        from robustagg.backends.ray_backend import get_each
 
-        ids = list(refs)
-        lost = {}
-        try:
-            values = ray.get([refs[i] for i in ids])
-        except ray.exceptions.RayError:  # which one: each alone
-            values = []
-            for i in ids:
-                try:
-                    values.append(ray.get(refs[i]))
-                except ray.exceptions.RayError as e:
-                    values.append(None)  # refused by fill's check
-                    lost[i] = f"lost ({type(e).__name__})"
-        bad = self.fill(dict(zip(ids, values)), start)
-        return {i: lost.get(i, "malformed answer") for i in bad}
+        values, failed = get_each(refs)
+        # a slice that could not be fetched is None here, which fill's check refuses
+        bad = self.fill({i: values.get(i) for i in refs}, start)
+        return {i: f"lost ({type(failed[i]).__name__})" if i in failed else "malformed answer"
+                for i in bad}
 
     def forge(self, seen: list[int], at: int, f: int) -> None:
         """The model attack on this slice: from the rows ``seen`` (the finite honest rows,
