@@ -407,9 +407,10 @@ void pairwise_sq_distances_cpu(const double* x, int64_t n, int64_t d, double* ou
 }
 
 int64_t distance_group_width(int64_t d) {
-  // 16 to 32 groups below d = 2^20, since each group's partials cost an n x n add (at
-  // n = 1000, d = 1e4, 40 groups took 8-12% more time than one); from there on 65536 columns a
-  // group, so what the groups cost (and what a shard sends) stays 2n / 65536 of the rows' bytes.
+  // 16 to 32 groups below d = 2^20, since each group's partials cost n x n writes and adds
+  // (a shard's partials at n = 1000, d = 1e4, one thread: 229 ms as 1 group, 256 as 5, 365 as
+  // 20, 472 as 40); from there on 65536 columns a group, so what the groups cost (and what a
+  // shard sends) stays 2n / 65536 of the rows' bytes.
   return std::clamp<int64_t>(floor_pow2(std::max<int64_t>(d / 16, 1)), 256, 65536);
 }
 
