@@ -2,13 +2,15 @@
 ``simulated`` (a quadratic whose workers send synthetic gradients, :mod:`.simulated`), or any ``nn.Module`` factory ``factory(input_shape, num_classes, **kwargs)``.
 
 ``num_classes == 0`` means regression (one output). Initialization draws from the global torch
-RNG inside ``torch.random.fork_rng`` seeded with ``seed``, so it is reproducible and leaves the
-caller's RNG state untouched. The factories' type hints are their settings' schema in the
+RNG inside ``torch.random.fork_rng`` seeded with ``seed``, one build at a time in the process,
+so it is reproducible (also for runs side by side in threads) and leaves the caller's RNG state
+untouched. The factories' type hints are their settings' schema in the
 experiment config.
 """
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 
 import torch
@@ -60,6 +62,11 @@ def cnn(input_shape, num_classes, channels: Sequence[int] = (16, 32)):
 MODELS = {"logreg": logreg, "mlp": mlp, "cnn": cnn, SIMULATED: quadratic_model}
 
 
+# torch's global generator is one per process: two runs building their models in threads of one
+# process (servers side by side, threaded workers) would draw from each other's seeds.
+_GLOBAL_RNG = threading.Lock()
+
+
 def build_model(model, input_shape, num_classes, seed=0, **kwargs) -> nn.Module:
     """``model``: a name in :data:`MODELS` or a factory called as
     ``model(input_shape, num_classes, **kwargs)``; initialized from ``seed``."""
@@ -70,7 +77,7 @@ def build_model(model, input_shape, num_classes, seed=0, **kwargs) -> nn.Module:
         model = MODELS[model]
     if not callable(model):
         raise TypeError(f"model must be a name or a callable, got {type(model).__name__}")
-    with torch.random.fork_rng(devices=[]):
+    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = model(tuple(input_shape), num_classes, **kwargs)
     if not isinstance(net, nn.Module):

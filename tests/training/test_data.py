@@ -107,3 +107,29 @@ def test_model_factory_and_errors():
         models.build_model("resnet", (3,), 2)
     with pytest.raises(ValueError, match="not a square"):
         models.build_model("cnn", (30,), 2)
+
+
+def test_models_built_in_threads_at_once_equal_those_built_alone():
+    # torch's global generator is one per process; two runs building their models side by side
+    # (threads of one process) must each get the model of their own seed.
+    import threading
+
+    def flat(seed):
+        return torch.nn.utils.parameters_to_vector(
+            models.build_model("mlp", (64,), 10, seed=seed, hidden=(256,)).parameters()).detach()
+
+    alone = {s: flat(s) for s in range(8)}
+    built, barrier = {}, threading.Barrier(8)
+
+    def build(seed):
+        barrier.wait()
+        for _ in range(20):
+            built.setdefault(seed, []).append(flat(seed))
+
+    threads = [threading.Thread(target=build, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    for s in range(8):
+        assert len(built[s]) == 20 and all(torch.equal(p, alone[s]) for p in built[s])
