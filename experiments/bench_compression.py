@@ -69,6 +69,8 @@ BUDGET = {
     "top-k mask + worker momentum": dict(compression="topk_shared", lr=1.0, momentum=0.0,
                                          worker_momentum=0.9, compression_kwargs={"ratio": 0.01}),
     "RoSDHB (rand-k, worker momentum)": GOAL["RoSDHB (rand-k, worker momentum)"],
+    "top-k mask + worker residual": dict(compression="topk_shared", lr=0.15, momentum=0.5,
+                                         compression_kwargs={"ratio": 0.01, "residual": True}),
 }
 
 
@@ -174,8 +176,7 @@ def budget(args):
     for seed in args.seeds:
         for rule in args.rules:
             for attack in args.attacks:
-                for label in args.settings:
-                    kw = BUDGET[label]
+                for label, kw, ratio in budget_settings(args.settings, args.ratios):
                     total = args.rounds * (1 if kw["compression"] == "none" else 2)
                     slug = "".join(c if c.isalnum() else "-" for c in label.split(" (")[0])
                     path = os.path.join(folder, f"{rule}-{attack}-{slug}-R{args.rounds}-s{seed}.json")
@@ -188,7 +189,8 @@ def budget(args):
                         seed=seed, output_dir=os.path.join(args.out, "runs",
                                                            f"budget-{os.getpid()}")))
                     bytes_round = res.history[0]["bytes_round"]
-                    rec = {"rule": rule, "attack": attack, "setting": label, "seed": seed,
+                    rec = {"rule": rule, "attack": attack, "setting": label, "ratio": ratio,
+                           "seed": seed,
                            "dense_rounds": args.rounds, "rounds": total, "dataset": ds,
                            "bytes_round": bytes_round,
                            "curve": [(r["round"] + 1, (r["round"] + 1) * bytes_round,
@@ -198,6 +200,20 @@ def budget(args):
                                      {"final_acc": rec["curve"][-1][2]}), flush=True)
                     with open(path, "w") as fh:
                         json.dump(rec, fh)
+
+
+def budget_settings(labels, ratios):
+    """``(label, TrainConfig settings, k/d)`` of ``budget``'s runs: the dense one once, each
+    compressed setting at each of ``ratios`` (the label names k/d when it is not 0.01)."""
+    for label in labels:
+        kw = BUDGET[label]
+        if kw["compression"] == "none":
+            yield label, kw, 1.0
+            continue
+        for ratio in ratios:
+            yield (label if ratio == 0.01 else f"{label}, k/d = {ratio:g}",
+                   kw | {"compression_kwargs": kw["compression_kwargs"] | {"ratio": ratio}},
+                   ratio)
 
 
 def budget_table(runs) -> str:
@@ -403,8 +419,8 @@ def plot_budget(plt, runs, img):
         ax.set_xlabel("bytes sent so far (all workers)")
     axes[0][0].set_ylabel("test accuracy %")
     max(axes[0], key=lambda a: len(a.get_lines())).legend(fontsize=6, loc="lower right")
-    fig.suptitle("k/d = 0.01, step-decay lr, compressed runs 2x the dense rounds (1/50 of the "
-                 f"bytes); n = 10, f = 2 ({runs[0]['dataset']})", fontsize=9)
+    fig.suptitle("Step-decay lr, compressed runs 2x the dense rounds (at k/d = 0.01: 1/50 of the "
+                 f"bytes, dotted); n = 10, f = 2 ({runs[0]['dataset']})", fontsize=9)
     fig.tight_layout()
     fig.savefig(os.path.join(img, "compression_budget.png"), dpi=110)
 
@@ -418,6 +434,8 @@ def main():
     p.add_argument("--rules", nargs="+", default=["trimmed_mean", "median"], choices=RULES)
     p.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=ATTACKS)
     p.add_argument("--settings", nargs="+", default=list(BUDGET)[:2], choices=list(BUDGET))
+    p.add_argument("--ratios", type=float, nargs="+", default=[0.01],
+                   help="budget: k/d of the compressed runs")
     p.add_argument("--d", default="1e7")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="outputs/bench_compression")

@@ -96,6 +96,15 @@ def spec_compressor(specs: list[WorkerSpec]):
         build_compressor(s.compression, s.compression_kwargs, s.seed)
 
 
+def refuse_residual(compressor, backend: str, why: str) -> None:
+    """A ValueError if ``compressor`` keeps a residual on the worker (``residual=True``) and
+    the ``backend`` cannot keep a worker's state from one round to the next (``why``)."""
+    if compressor is not None and compressor.residual:
+        raise ValueError(f"{backend} backend: residual=True keeps what each worker has not sent "
+                         f"in the worker's process, but {why}; use the local or ray backend, "
+                         f"or error_feedback=True (kept on the server)")
+
+
 class Backend(abc.ABC):
     """Runs the workers. Lifecycle: ``start(specs)``, then ``compute(...)`` once per round,
     then ``close()`` (also a context manager). ``splits``: whether ``compute`` takes ``split``

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import os
 
-from .base import spec_compressor
+from .base import refuse_residual, spec_compressor
 from .ray_backend import RayBackend, _RayWorker, put_dataset
 from .ray_shares import find_arbiter
 
@@ -249,6 +249,8 @@ class PartitionBackend(RayBackend):
     def start(self, specs, data=None):
         import ray
 
+        refuse_residual(spec_compressor(specs), "ray_partition",
+                        "a resize deals workers to other actors, which build them anew")
         if not ray.is_initialized():
             if self.address is None:
                 raise RuntimeError("PartitionBackend needs a running Ray cluster: connect "

@@ -36,8 +36,8 @@ class ApproxTopK(Compressor):
     """
 
     def __init__(self, ratio: float = 0.01, error_feedback: bool = False, seed: int = 0,
-                 samples: int | None = None, sigmas: float = 3.0):
-        super().__init__(ratio, error_feedback, seed)
+                 samples: int | None = None, sigmas: float = 3.0, residual: bool = False):
+        super().__init__(ratio, error_feedback, seed, residual)
         if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int)
                                     or samples < 1):
             raise ValueError(f"ApproxTopK: samples must be an int >= 1 or None, got {samples!r}")

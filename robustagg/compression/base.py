@@ -75,12 +75,14 @@ def random_mask(seed: int, d: int, k: int) -> torch.Tensor:
 
 class Compressor:
     """Settings: ``ratio`` (k/d, in (0, 1]); ``error_feedback`` (EF21 memory on the server, see
-    :mod:`.memory`; shared masks only); ``seed`` (randomness of masks and samples)."""
+    :mod:`.memory`; shared masks only); ``seed`` (randomness of masks and samples);
+    ``residual`` (the worker keeps what it did not send, see :meth:`send`)."""
 
     name = "compressor"
     shared = False
 
-    def __init__(self, ratio: float = 0.01, error_feedback: bool = False, seed: int = 0):
+    def __init__(self, ratio: float = 0.01, error_feedback: bool = False, seed: int = 0,
+                 residual: bool = False):
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
             raise ValueError(f"{type(self).__name__}: ratio (k/d) must be in (0, 1], got "
                              f"ratio={ratio!r}")
@@ -93,7 +95,15 @@ class Compressor:
                 f"topk_shared): with per-worker masks a stateless worker would need its memory "
                 f"(d floats) sent with the parameters every round, which costs more than the "
                 f"compression saves")
+        if not isinstance(residual, bool):
+            raise ValueError(f"{type(self).__name__}: residual must be a bool, got {residual!r}")
+        if residual and error_feedback:
+            raise ValueError(f"{type(self).__name__}: residual (error feedback on the worker) and "
+                             f"error_feedback (EF21 on the server) are two ways to the same end; "
+                             f"choose one")
         self.ratio, self.error_feedback, self.seed = float(ratio), error_feedback, int(seed)
+        self.residual = residual
+        self.kept: torch.Tensor | None = None  # with residual: what this worker has not sent
 
     def k(self, d: int) -> int:
         return k_of(self.ratio, d)
@@ -102,6 +112,26 @@ class Compressor:
         """``g: Tensor[d]`` (float32) as the message a worker sends; ``mask``: the round's
         shared coordinates (shared-mask compressors only)."""
         raise NotImplementedError
+
+    def send(self, g: torch.Tensor, mask: torch.Tensor | None = None) -> SparseRow:
+        """The message of a worker whose gradient is ``g: Tensor[d]``: ``compress(g, mask)``.
+
+        With ``residual``, error feedback on the worker (Stich, Cordonnier & Jaggi, "Sparsified
+        SGD with Memory", NeurIPS 2018, Algorithm 1; Karimireddy et al., "Error Feedback Fixes
+        SignSGD", ICML 2019): the worker sends ``C(g + e)`` and keeps ``e <- g + e - C(g + e)``,
+        so what it leaves out is delayed, not lost. Under a shared mask every worker's ``e`` on a
+        coordinate holds its gradients since the coordinate was last in the mask: the same
+        rounds for all, so the values the rule compares stay alike. ``e`` lives in this object,
+        on the worker: a worker rebuilt from its spec (a restarted process) starts again
+        from ``e = 0``.
+        """
+        if not self.residual:
+            return self.compress(g, mask)
+        total = g if self.kept is None else g + self.kept
+        msg = self.compress(total, mask)
+        self.kept = total.clone() if total is g else total
+        self.kept[msg.coordinates(mask)] = 0
+        return msg
 
     def round_mask(self, round: int, d: int) -> torch.Tensor | None:  # noqa: A002
         """The round's shared coordinates (k increasing int64), or None for per-worker masks."""
@@ -112,7 +142,8 @@ class Compressor:
         depends on it."""
 
     def settings(self) -> dict:
-        return {"ratio": self.ratio, "error_feedback": self.error_feedback, "seed": self.seed}
+        return {"ratio": self.ratio, "error_feedback": self.error_feedback, "seed": self.seed,
+                "residual": self.residual}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.settings().items())})"

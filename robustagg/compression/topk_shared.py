@@ -26,8 +26,8 @@ class TopKShared(Compressor):
     shared = True
 
     def __init__(self, ratio: float = 0.01, error_feedback: bool = False, seed: int = 0,
-                 explore: float = 0.5):
-        super().__init__(ratio, error_feedback, seed)
+                 explore: float = 0.5, residual: bool = False):
+        super().__init__(ratio, error_feedback, seed, residual)
         if not 0 <= explore <= 1:
             raise ValueError(f"TopKShared: explore must be in [0, 1], got {explore!r}")
         self.explore = float(explore)

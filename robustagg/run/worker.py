@@ -155,5 +155,5 @@ def timed_gradient(state: WorkerState, params: torch.Tensor, round: int, mask=No
     grad, loss = compute_gradient(state, params, round)
     if state.compressor is not None:
         with single_thread():
-            grad = state.compressor.compress(grad, mask)
+            grad = state.compressor.send(grad, mask)
     return grad, loss, time.perf_counter() - t0

@@ -158,3 +158,41 @@ def test_registry_and_inputs():
         compressor("randk_shared").compress(torch.ones(3))
     assert k_of(0.001, 10) == 1 and k_of(1.0, 7) == 7 and k_of(0.5, 9) == round(4.5)
     assert math.isclose(compressor("topk", ratio=0.25).ratio, 0.25)
+
+
+@pytest.mark.parametrize("name", ["topk", "approx_topk", "randk_shared", "topk_shared"])
+@pytest.mark.parametrize("d", [1, 17, 4097])
+def test_residual_sends_the_gradient_plus_what_was_left_out(name, d):
+    """With residual the worker sends C(g + e) and keeps e <- g + e - C(g + e): reference
+    written here with a second compressor of the same seed, kept and summed in the test."""
+    comp = compressor(name, ratio=0.1, residual=True)
+    ref = compressor(name, ratio=0.1)
+    gen = torch.Generator().manual_seed(d)
+    kept, total, sent = torch.zeros(d), torch.zeros(d), torch.zeros(d)
+    for t in range(6):
+        g = torch.randn(d, generator=gen)
+        if t == 3:
+            g[: d // 2] = 0.0  # a round whose gradient is zero where the residual is not
+        mask = comp.round_mask(t, d)
+        row, expect = comp.send(g, mask), ref.compress(g + kept, mask)
+        assert np.array_equal(row.values, expect.values)
+        assert np.array_equal(row.coordinates(mask).numpy(), expect.coordinates(mask).numpy())
+        kept = g + kept - expect.dense(mask)
+        total, sent = total + g, sent + row.dense(mask)
+    # nothing is lost: what was sent and what is kept add up to every gradient computed
+    assert torch.allclose(sent + kept, total, atol=1e-5)
+
+
+def test_without_residual_send_is_compress_and_keeps_nothing():
+    g = torch.randn(50, generator=torch.Generator().manual_seed(0))
+    comp = compressor("topk", ratio=0.1)
+    assert np.array_equal(comp.send(g).values, comp.compress(g).values)
+    assert comp.kept is None and comp.settings()["residual"] is False
+
+
+def test_residual_settings_are_checked():
+    with pytest.raises(ValueError, match="residual must be a bool"):
+        compressor("topk", residual=1)
+    with pytest.raises(ValueError, match="choose one"):
+        compressor("topk_shared", residual=True, error_feedback=True)
+    assert compressor("topk_shared", residual=True).settings()["residual"] is True

@@ -76,3 +76,32 @@ def test_a_checkpointed_run_resumes_with_its_compression_memory(tmp_path, compre
     run(tmp_path / "split", **{**kw, "rounds": 2, "checkpoint_every": 2})
     resumed = run(tmp_path / "split", **{**kw, "resume": True, "checkpoint_every": 2})
     assert whole.params.equal(resumed.params)
+
+
+def test_a_worker_residual_runs_at_the_bytes_of_its_mask(tmp_path):
+    """Error feedback on the worker costs no byte: k values per message under a shared mask."""
+    res = run(tmp_path, rule="trimmed_mean", attack="alie", compression="topk_shared",
+              compression_kwargs={"ratio": 0.01, "residual": True}, rounds=3, eval_every=3)
+    k = round(0.01 * res.params.numel())
+    assert [rec["bytes_round"] for rec in res.history] == [10 * 4 * k] * 3
+    plain = run(tmp_path / "plain", rule="trimmed_mean", attack="alie",
+                compression="topk_shared", compression_kwargs={"ratio": 0.01}, rounds=3,
+                eval_every=3)
+    assert not res.params.equal(plain.params)  # from round 1 on the messages carry e
+
+
+@pytest.mark.parametrize("backend,why", [
+    ("lambda", "a function keeps nothing between invocations"),
+    ("ray_partition", "a resize deals workers to other actors"),
+])
+def test_backends_that_rebuild_workers_refuse_a_worker_residual(backend, why):
+    from robustagg.backends.ray_partition import PartitionBackend
+    from robustagg.backends.serverless.backend import LambdaBackend
+    from robustagg.run.config import WorkerSpec
+
+    specs = [WorkerSpec(worker_id=i, workers=2, model="logreg", seed=0,
+                        compression="randk_shared",
+                        compression_kwargs={"ratio": 0.1, "residual": True}) for i in range(2)]
+    make = {"lambda": lambda: LambdaBackend(local=True), "ray_partition": PartitionBackend}
+    with pytest.raises(ValueError, match=why):
+        make[backend]().start(specs)

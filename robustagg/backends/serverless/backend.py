@@ -53,7 +53,7 @@ import torch
 from robustagg.compression import check_message
 from robustagg.compression import mask_seed as round_mask_seed
 
-from ..base import Arrivals, Backend, spec_compressor
+from ..base import Arrivals, Backend, refuse_residual, spec_compressor
 from . import wire
 from .function_config import AUTH_MODES, function_environment
 from .handler import LAMBDA_COMPRESSORS, SCHEMA_VERSION
@@ -152,6 +152,7 @@ class LambdaBackend(Backend):
             raise ValueError(f"lambda backend: compression={specs[0].compression!r} is not offered "
                              f"(its mask is not a seed a worker can expand); offered: "
                              f"{list(LAMBDA_COMPRESSORS)}")
+        refuse_residual(self.compressor, "lambda", "a function keeps nothing between invocations")
         store_cfg = self.store_config
         if store_cfg is None:  # local=True without a store: a private redis-server
             from .stores.redis_server import LocalRedisServer
