@@ -94,15 +94,22 @@ def test_lambda_handler_checks_compression_fields(digits):
         H.parse_event({k: v for k, v in ev.items() if k != "mask_seed"})
     with pytest.raises(H.BadEvent, match="compression 'topk_shared' is not offered on Lambda"):
         H.parse_event({**ev, "spec": {**ev["spec"], "compression": "topk_shared"}})
+    with pytest.raises(H.BadEvent, match="residual=True is not offered on Lambda"):
+        H.parse_event({**ev, "spec": {**ev["spec"], "compression_kwargs": {
+            "ratio": 0.01, "residual": True}}})
 
 
 @pytest.mark.slow
-def test_compressed_run_on_ray_equals_the_local_run(tmp_path):
+@pytest.mark.parametrize("compression,kwargs", [
+    ("topk", {"ratio": 0.05}),
+    ("topk_shared", {"ratio": 0.05, "residual": True}),  # each actor keeps its workers' e
+])
+def test_compressed_run_on_ray_equals_the_local_run(tmp_path, compression, kwargs):
     from robustagg.training import train
     from robustagg.run.config import TrainConfig
 
     cfgs = dict(rounds=3, eval_every=3, progress=False, rule="median", attack="alie",
-                compression="topk", compression_kwargs={"ratio": 0.05}, num_cpus=2)
+                compression=compression, compression_kwargs=kwargs, num_cpus=2)
     local = train(TrainConfig(backend="local", output_dir=str(tmp_path / "local"), **cfgs))
     ray_run = train(TrainConfig(backend="ray", output_dir=str(tmp_path / "ray"), **cfgs))
     assert torch.equal(local.params, ray_run.params)

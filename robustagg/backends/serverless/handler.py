@@ -187,6 +187,9 @@ def _check_spec(spec: dict) -> None:
     for key in ("model_kwargs", "attack_kwargs", "compression_kwargs"):
         if key in spec:
             _check_kwargs(spec, key)
+    if spec.get("compression_kwargs", {}).get("residual"):
+        raise BadEvent("event.spec: compression residual=True is not offered on Lambda: a "
+                       "function keeps nothing between invocations")
 
 
 def json_object(event) -> dict:
