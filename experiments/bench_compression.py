@@ -216,12 +216,20 @@ def budget_settings(labels, ratios):
                    ratio)
 
 
+def budget_labels(runs) -> list[str]:
+    """The settings of ``budget`` runs in :data:`BUDGET`'s order, each by decreasing k/d."""
+    base = list(BUDGET)
+    keys = {r["setting"]: (base.index(r["setting"].split(", k/d")[0]), -r.get("ratio", 0.01))
+            for r in runs}
+    return sorted(keys, key=keys.get)
+
+
 def budget_table(runs) -> str:
     """The markdown table of ``budget``: final accuracy, mean ± std over seeds, and the gap
     (dense minus compressed)."""
     import numpy as np
 
-    labels = list(dict.fromkeys(r["setting"] for r in runs))
+    labels = budget_labels(runs)
     cells = sorted({(r["rule"], r["attack"], r["dense_rounds"]) for r in runs})
 
     def final(rule, attack, rounds, label):
@@ -392,12 +400,13 @@ def plot_budget(plt, runs, img):
     rule and attack; the dotted line is 1/50 of the dense run's bytes."""
     import numpy as np
 
-    labels = list(dict.fromkeys(r["setting"] for r in runs))
+    labels = budget_labels(runs)
     cells = sorted({(r["rule"], r["attack"]) for r in runs})
     fig, axes = plt.subplots(1, len(cells), figsize=(4 * len(cells), 3.8), sharey=True,
                              squeeze=False)
     for ax, (rule, attack) in zip(axes[0], cells):
-        for label, color in zip(labels, ("k", "tab:blue", "tab:orange", "tab:gray")):
+        for label, color in zip(labels, ("k", "tab:cyan", "tab:purple", "tab:blue", "tab:orange",
+                                         "tab:green", "tab:gray")):
             for rounds, style in zip(sorted({r["dense_rounds"] for r in runs}), ("-", "--", ":")):
                 curves = [r["curve"] for r in runs if (r["rule"], r["attack"], r["setting"],
                                                        r["dense_rounds"]) ==

@@ -46,10 +46,12 @@ WORKERS, BATCH = 8, 32
 
 
 def simulate(mask: str, rounds: int, ratio: float = 0.01, seed: int = 0, evals: int = 12,
-             dataset: str | None = None) -> list[tuple[int, int, float]]:
+             dataset: str | None = None, lr: float | None = None,
+             momentum: float | None = None) -> list[tuple[int, int, float]]:
     """One run; ``rounds`` is the dense run's length (the masked runs take twice as many);
-    ``dataset``: Fashion-MNIST when installed, else digits. Returns ``(round, bytes sent so far
-    by all workers, test accuracy)`` at ``evals`` points."""
+    ``dataset``: Fashion-MNIST when installed, else digits; ``lr``, ``momentum`` (the server's):
+    the mask's own setting unless given. Returns ``(round, bytes sent so far by all workers,
+    test accuracy)`` at ``evals`` points."""
     import torch
     from torch.func import functional_call, grad, vmap
 
@@ -83,8 +85,9 @@ def simulate(mask: str, rounds: int, ratio: float = 0.01, seed: int = 0, evals: 
     total = rounds if dense else 2 * rounds
     senders = [compressor("topk_shared", ratio=ratio, seed=seed, residual=mask == "residual")
                for _ in range(WORKERS)]  # each worker's own, as in training
-    lr, momentum = {"dense": (0.1, 0.9), "residual": (0.15, 0.5)}.get(mask, (1.0, 0.0))
-    opt = torch.optim.SGD([theta], lr=lr, momentum=momentum)
+    own_lr, own_momentum = {"dense": (0.1, 0.9), "residual": (0.15, 0.5)}.get(mask, (1.0, 0.0))
+    opt = torch.optim.SGD([theta], lr=own_lr if lr is None else lr,
+                          momentum=own_momentum if momentum is None else momentum)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones(total), gamma=0.1)
     receiver = None if dense else Receiver(
         compressor("topk_shared", ratio=ratio, seed=seed), WORKERS, d, Mean(),
@@ -126,7 +129,8 @@ def run(args):
                 if os.path.exists(path):
                     continue
                 t0 = time.perf_counter()
-                curve = simulate(mask, args.rounds, ratio, seed)
+                curve = simulate(mask, args.rounds, ratio, seed, lr=args.lr,
+                                 momentum=args.momentum)
                 rec = {"mask": mask, "ratio": 1.0 if mask == "dense" else ratio, "seed": seed,
                        "dense_rounds": args.rounds, "curve": curve,
                        "wall_s": round(time.perf_counter() - t0, 1), "load": os.getloadavg()}
@@ -169,7 +173,7 @@ def plot(args):
     runs = load(args.out)
     print(table(runs))
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    colors = {"dense": "k", "server": "tab:blue", "oracle": "tab:red"}
+    colors = {"dense": "k", "server": "tab:blue", "oracle": "tab:red", "residual": "tab:green"}
     styles = ["-", "--", ":", "-."]
     for mask, ratio in sorted({(r["mask"], r["ratio"]) for r in runs}):
         curves = [r["curve"] for r in runs if (r["mask"], r["ratio"]) == (mask, ratio)]
@@ -200,6 +204,9 @@ def main():
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--ratios", type=float, nargs="+", default=[0.01])
     p.add_argument("--masks", nargs="+", default=list(MASKS), choices=MASKS)
+    p.add_argument("--lr", type=float, help="run: the lr of every mask given (a scan; use "
+                   "its own --out)")
+    p.add_argument("--momentum", type=float, help="run: the server momentum, likewise")
     p.add_argument("--out", default="outputs/mask_bound")
     p.add_argument("--img", default="docs/img")
     args = p.parse_args()
