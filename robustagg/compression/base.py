@@ -10,8 +10,9 @@ A compressor turns a worker's gradient ``g: Tensor[d]`` into a :class:`~.row.Spa
   parameters; every worker sends the values there only, and the rule can run on the
   ``[n, k]`` sub-matrix.
 
-``none`` sends the dense gradient. A compressor object holds settings only on the worker; on
-the server a shared-mask compressor may keep what chooses the next mask (``topk_shared``).
+``none`` sends the dense gradient. On the worker a compressor object holds its settings and,
+with ``residual``, what the worker has not sent yet (:meth:`Compressor.send`); on the server a
+shared-mask compressor may keep what chooses the next mask (``topk_shared``).
 """
 from __future__ import annotations
 
