@@ -217,11 +217,16 @@ def budget_settings(labels, ratios):
 
 
 def budget_labels(runs) -> list[str]:
-    """The settings of ``budget`` runs in :data:`BUDGET`'s order, each by decreasing k/d."""
+    """The settings of ``budget`` runs in :data:`BUDGET`'s order (others after them, as they
+    come), each by decreasing k/d."""
     base = list(BUDGET)
-    keys = {r["setting"]: (base.index(r["setting"].split(", k/d")[0]), -r.get("ratio", 0.01))
-            for r in runs}
-    return sorted(keys, key=keys.get)
+
+    def key(r):
+        name = r["setting"].split(", k/d")[0]
+        return base.index(name) if name in base else len(base), -r.get("ratio", 0.01)
+
+    keys = {r["setting"]: key(r) for r in runs}
+    return sorted(dict.fromkeys(r["setting"] for r in runs), key=keys.get)  # stable: ties as met
 
 
 def budget_table(runs) -> str:
