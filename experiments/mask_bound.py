@@ -101,7 +101,7 @@ def simulate(mask: str, rounds: int, ratio: float = 0.01, seed: int = 0, evals: 
             step = g.mean(0)
         else:
             m = receiver.begin(t)
-            if mask == "oracle":
+            if mask == "oracle":  # replaces the published mask once the gradients are known
                 m = receiver.mask = topk_indices(g.mean(0).abs(), receiver.k)
             ids = receiver.fill({i: senders[i].send(g[i], m) for i in range(WORKERS)})
             step = receiver.expand(receiver.matrix(ids).mean(0))
@@ -123,9 +123,8 @@ def run(args):
             for mask in args.masks:
                 if mask == "dense" and ratio != args.ratios[0]:
                     continue
-                path = os.path.join(args.out, f"{mask}-{ratio:g}-R{args.rounds}-s{seed}.json")
-                if mask == "dense":
-                    path = os.path.join(args.out, f"dense-R{args.rounds}-s{seed}.json")
+                name = "dense" if mask == "dense" else f"{mask}-{ratio:g}"
+                path = os.path.join(args.out, f"{name}-R{args.rounds}-s{seed}.json")
                 if os.path.exists(path):
                     continue
                 t0 = time.perf_counter()
