@@ -50,6 +50,16 @@ struct Job {
   int64_t n, d, block, width, group0, tiles;  // tiles: number of tile rows (ceil(n / TI))
   double* acc;  // n x n partial sums of each group from group0 on
   bool prefetch = true;  // read the next block ahead (not in a packed copy of one block)
+  double* out = nullptr;  // set when groups run one at a time: each adds its sum here at its end
+};
+
+// Where one column block's run partials go: `acc`, its group's n x n partials. The first run of
+// a group (opens) sets a cell, the later ones add to it; with job.out, the group's last run
+// (closes) adds the finished sum to out instead of storing it: the additions of the separate
+// pass over acc (out += acc in group order), without that pass or zeroing acc first.
+struct Sink {
+  double* acc;
+  bool opens, closes;
 };
 
 // The first count (<= lanes) values at p, zero in the other lanes.
@@ -115,7 +125,7 @@ ROBUSTAGG_INLINE double checked_partial(double p, const T* a, const T* b, int64_
 // tile, as a burst: 5-10% less gain).
 template <typename T, int W, int NW, int R, int C, bool Diag>
 ROBUSTAGG_INLINE void tile(const Job<T>& job, int64_t k0, int64_t len, int64_t i0, int64_t j0,
-                           double* acc, int slot, int slots) {
+                           const Sink& sink, int slot, int slots) {
   typedef typename Vec<T, NW>::type V;
   typedef typename Vec<T, W>::type VW;
   constexpr int kParts = W / NW;
@@ -168,10 +178,17 @@ ROBUSTAGG_INLINE void tile(const Job<T>& job, int64_t k0, int64_t len, int64_t i
         for (int c = Diag ? r + 1 : 0; c < C; ++c)
           std::memcpy(reinterpret_cast<char*>(&sum[r][c]) + off * sizeof(T), &s[r][c], sizeof(V));
     }
+    const bool open = sink.opens && r0 == 0, close = sink.closes && r0 + rlen == len;
     for (int r = 0; r < R; ++r)
-      for (int c = Diag ? r + 1 : 0; c < C; ++c)
-        acc[(i0 + r) * n + j0 + c] +=
-            checked_partial<T, W>(simd::hsum<T, W>(sum[r][c]), a[r], b[c], rlen);
+      for (int c = Diag ? r + 1 : 0; c < C; ++c) {
+        const int64_t at = (i0 + r) * n + j0 + c;
+        const double p = checked_partial<T, W>(simd::hsum<T, W>(sum[r][c]), a[r], b[c], rlen);
+        const double v = open ? p : sink.acc[at] + p;
+        if (close && job.out != nullptr)
+          job.out[at] += v;
+        else
+          sink.acc[at] = v;
+      }
   }
 }
 
@@ -179,18 +196,18 @@ ROBUSTAGG_INLINE void tile(const Job<T>& job, int64_t k0, int64_t len, int64_t i
 // Q... = 0 .. TI - 1 picks the instantiation for the rows left at the edge of the triangle.
 template <typename T, int W, int NW, int TI, int TJ, int... Q>
 ROBUSTAGG_INLINE void block_tile_row(const Job<T>& job, int64_t k0, int64_t len, int64_t ti,
-                                     double* acc, std::integer_sequence<int, Q...>) {
+                                     const Sink& sink, std::integer_sequence<int, Q...>) {
   static_assert(TI == TJ && sizeof...(Q) == TI, "square tiles, one instantiation per edge size");
   const int64_t n = job.n, i0 = ti * TI, rows = std::min<int64_t>(TI, n - i0);
   // one prefetch slot for the diagonal tile, one per rectangle (tile() says why)
   const int slots = 1 + static_cast<int>(std::max<int64_t>(n - i0 - TI + TJ - 1, 0) / TJ);
-  ((rows == Q + 1 && Q > 0 ? tile<T, W, NW, Q + 1, Q + 1, true>(job, k0, len, i0, i0, acc, 0, slots)
+  ((rows == Q + 1 && Q > 0 ? tile<T, W, NW, Q + 1, Q + 1, true>(job, k0, len, i0, i0, sink, 0, slots)
                            : void()),
    ...);
   int slot = 1;
   for (int64_t j0 = i0 + TI; j0 < n; j0 += TJ, ++slot) {  // rows == TI: only the last tile row
     const int64_t cols = std::min<int64_t>(TJ, n - j0);   // is cut
-    ((cols == Q + 1 ? tile<T, W, NW, TI, Q + 1, false>(job, k0, len, i0, j0, acc, slot, slots)
+    ((cols == Q + 1 ? tile<T, W, NW, TI, Q + 1, false>(job, k0, len, i0, j0, sink, slot, slots)
                     : void()),
      ...);
   }
@@ -205,18 +222,24 @@ ROBUSTAGG_INLINE void block_tile_row(const Job<T>& job, int64_t k0, int64_t len,
 // copy, which cannot overlap the arithmetic as the prefetches do, cost 10-30%.
 constexpr int64_t kPackRows = 512;
 
-// Items [lo, hi) of the (group, tile row) grid, groups counted from job.group0; an item zeroes
-// the cells it adds to (its tile row's part of the upper triangle) first. Tile rows are
+template <typename T>
+bool packs(int64_t n, int64_t d) {
+  return n >= kPackRows && d * static_cast<int64_t>(sizeof(T)) % 4096 == 0;
+}
+
+// Items [lo, hi) of the (group, tile row) grid, groups counted from job.group0 (an empty group,
+// d = 0, zeroes its cells; otherwise the group's first run sets them, see Sink). Tile rows are
 // visited from both ends in turn (0, last, 1, last - 1, ...) because row i has n - i partners:
 // contiguous runs stay balanced. Within a group the blocks go outermost, so the tile rows of one
-// block share it in L2.
-template <typename T, int W, int NW, int TI, int TJ>
+// block share it in L2. Pack: whether blocks are copied first (packs(n, d)), a template
+// parameter so that each instantiation has one copy of the tile loops (with both in one function
+// they ran ~10% slower at n = 500-1000, also where nothing was packed).
+template <typename T, int W, int NW, int TI, int TJ, bool Pack>
 ROBUSTAGG_INLINE void run_items(const Job<T>& job, int64_t lo, int64_t hi) {
   const int64_t n = job.n, nn = n * n;
-  const bool pack = n >= kPackRows && job.d * static_cast<int64_t>(sizeof(T)) % 4096 == 0;
   const int64_t stride = job.block + 64 / static_cast<int64_t>(sizeof(T));
   static thread_local std::vector<T> packed;
-  if (pack) packed.resize(static_cast<size_t>(n * stride));
+  if (Pack) packed.resize(static_cast<size_t>(n * stride));
   Job<T> local = job;  // the packed block: row i at packed + i * stride, columns from 0
   local.x = packed.data();
   local.d = stride;
@@ -228,23 +251,20 @@ ROBUSTAGG_INLINE void run_items(const Job<T>& job, int64_t lo, int64_t hi) {
   for (int64_t first = lo; first < hi;) {
     const int64_t g = first / job.tiles, last = std::min(hi, (g + 1) * job.tiles);
     double* acc = job.acc + g * nn;
-    for (int64_t it = first; it < last; ++it)
-      for (int64_t i = tile_row(it) * TI; i < std::min(n, tile_row(it) * TI + TI); ++i)
-        std::fill_n(acc + i * n + i + 1, n - 1 - i, 0.0);
     const int64_t c0 = (job.group0 + g) * job.width, c1 = std::min(c0 + job.width, job.d);
+    if (c0 >= c1)
+      for (int64_t it = first; it < last; ++it)
+        for (int64_t i = tile_row(it) * TI; i < std::min(n, tile_row(it) * TI + TI); ++i)
+          std::fill_n(acc + i * n + i + 1, n - 1 - i, 0.0);
     for (int64_t k0 = c0; k0 < c1; k0 += job.block) {
       const int64_t len = std::min(job.block, c1 - k0);
-      if (pack) {
+      const Sink sink{acc, k0 == c0, k0 + len == c1};
+      if constexpr (Pack)
         for (int64_t i = 0; i < n; ++i)
           std::memcpy(packed.data() + i * stride, job.x + i * job.d + k0, sizeof(T) * len);
-        for (int64_t it = first; it < last; ++it)
-          block_tile_row<T, W, NW, TI, TJ>(local, 0, len, tile_row(it), acc,
-                                           std::make_integer_sequence<int, TI>{});
-      } else {
-        for (int64_t it = first; it < last; ++it)
-          block_tile_row<T, W, NW, TI, TJ>(job, k0, len, tile_row(it), acc,
-                                           std::make_integer_sequence<int, TI>{});
-      }
+      for (int64_t it = first; it < last; ++it)
+        block_tile_row<T, W, NW, TI, TJ>(Pack ? local : job, Pack ? 0 : k0, len, tile_row(it),
+                                         sink, std::make_integer_sequence<int, TI>{});
     }
     first = last;
   }
@@ -257,27 +277,27 @@ using Runner = void (*)(const Job<T>&, int64_t, int64_t);
 // register file (TI*TJ accumulators plus TI + TJ operands): 32 registers with AVX-512, 16 below.
 // AVX-512 and AVX2 both compute 64-byte logical vectors (W lanes), so their results are the same
 // bits; the portable level computes 16-byte vectors.
-template <typename T, int W>
+template <typename T, int W, bool Pack>
 ROBUSTAGG_AVX512 void run_avx512(const Job<T>& j, int64_t lo, int64_t hi) {
-  run_items<T, W, W, 4, 4>(j, lo, hi);
+  run_items<T, W, W, 4, 4, Pack>(j, lo, hi);
 }
-template <typename T, int W>
+template <typename T, int W, bool Pack>
 ROBUSTAGG_AVX2 void run_avx2(const Job<T>& j, int64_t lo, int64_t hi) {
-  run_items<T, W, W / 2, 3, 3>(j, lo, hi);
+  run_items<T, W, W / 2, 3, 3, Pack>(j, lo, hi);
 }
-template <typename T, int W>
+template <typename T, int W, bool Pack>
 void run_base(const Job<T>& j, int64_t lo, int64_t hi) {
-  run_items<T, W, W, 3, 3>(j, lo, hi);
+  run_items<T, W, W, 3, 3, Pack>(j, lo, hi);
 }
 
-// (kernel, tile rows TI) for the level in use.
-template <typename T>
+// (kernel, tile rows TI) for the level in use, packing blocks or not.
+template <typename T, bool Pack>
 std::pair<Runner<T>, int> runner() {
   constexpr int w = 16 / sizeof(T);
   switch (simd::level()) {
-    case simd::kAvx512: return {run_avx512<T, 4 * w>, 4};
-    case simd::kAvx2: return {run_avx2<T, 4 * w>, 3};
-    default: return {run_base<T, w>, 3};
+    case simd::kAvx512: return {run_avx512<T, 4 * w, Pack>, 4};
+    case simd::kAvx2: return {run_avx2<T, 4 * w, Pack>, 3};
+    default: return {run_base<T, w, Pack>, 3};
   }
 }
 
@@ -302,16 +322,19 @@ struct Grid {
 
 template <typename T>
 Grid<T> grid(const T* x, int64_t n, int64_t d, int64_t width, int threads) {
-  const std::pair<Runner<T>, int> impl = runner<T>();
+  const std::pair<Runner<T>, int> impl = packs<T>(n, d) ? runner<T, true>() : runner<T, false>();
   const int ti = impl.second;
   // n rows of a block take at most ~512 KiB (half of a Zen 4 / Ice Lake L2, the other half
   // holds the next block being prefetched); a power of two from 256 to 16384 columns, so every
   // vector width and kRun divide it or it divides them, and it divides the group width (longer
-  // runs per row at small n measured ~8% faster than 4096 at n = 10). It depends on n only:
-  // run boundaries, and so every bit of the result, must not depend on the level or the
-  // thread count.
-  const int64_t block =
-      std::min(std::clamp<int64_t>(floor_pow2(131072 / n), 256, 16384), width);
+  // runs per row at small n measured ~8% faster than 4096 at n = 10). Up to 512 rows at least
+  // 512 columns: with 256, each pair's run ends every 16 vectors and ending it (a horizontal
+  // sum, the checks, the partial's update) took a quarter of the time (one thread, AVX-512:
+  // n = 300, d = 1e5 170 -> 139 ms; n = 500, d = 2e4 100 -> 81 ms; at n = 1000 512 columns
+  // fill this machine's 2 MiB L2 and were slower). It depends on n only: run boundaries, and
+  // so every bit of the result, must not depend on the level, the thread count or the machine.
+  const int64_t block = std::min(
+      std::clamp<int64_t>(floor_pow2(131072 / n), n <= 512 ? 512 : 256, 16384), width);
   const int64_t groups = distance_groups(d, width);
   // A thread is worth waking for at least ~4M pair-coordinates (about a millisecond).
   const int64_t work = n * (n - 1) / 2 * std::max<int64_t>(d, 1);
@@ -353,10 +376,14 @@ void pairwise(const T* x, int64_t n, int64_t d, double* out, int threads) {
     const auto [r0, r1] = share(n, t, nt);
     Job<T> job = g.job;
     job.acc = acc.data();
+    // one group at a time: each adds its sums to out as they are finished (the barrier keeps
+    // the group order); several: their partials are added to out after the wave
+    job.out = wave == 1 ? out : nullptr;
     for (job.group0 = 0; job.group0 < g.groups; job.group0 += wave) {
       const int64_t ws = std::min(wave, g.groups - job.group0), items = ws * job.tiles;
       g.run(job, items * t / nt, items * (t + 1) / nt);
 #pragma omp barrier
+      if (job.out != nullptr) continue;
       // the wave's partials added to the total in group order (each thread its rows)
       for (int64_t k = 0; k < ws; ++k)
         for (int64_t i = r0; i < r1; ++i)

@@ -178,12 +178,15 @@ def test_pairwise_many_threads_and_blocks_agree():
 
 
 @pytest.mark.usefixtures("cpu_level")
-@pytest.mark.parametrize("n,d", [(1, 9), (2, 1), (7, 17), (12, 4097), (40, 70_001), (700, 2000)])
+@pytest.mark.parametrize("n,d", [(1, 9), (2, 1), (7, 17), (12, 4097), (40, 70_001), (700, 2000),
+                                 (300, 9000), (520, 2048), (730, 1024)])
 def test_pairwise_partials_sum_to_the_distances(n, d):
     # Contract: one float64 [n, n] per group of `width` columns; added in group order to zero
     # they give the distances bit for bit, for the whole matrix and for column slices cut at
     # multiples of the width (each slice's own groups, in order). n = 700 takes several waves
-    # of accumulators; 1 and 2 threads split the work differently.
+    # of accumulators, n = 730 one group at a time; n = 300 has blocks of 512 columns; rows of
+    # 2048 and 1024 float32 (4 KiB strides) from 512 rows on are copied to a padded buffer
+    # first; 1 and 2 threads split the work differently.
     x = torch.randn(n, d, generator=gen(8)) * torch.rand(n, 1, generator=gen(9)) * 4
     if n > 3:
         x[1] = x[0]
