@@ -407,9 +407,13 @@ def plot_budget(plt, runs, img):
 
     labels = budget_labels(runs)
     cells = sorted({(r["rule"], r["attack"]) for r in runs})
-    fig, axes = plt.subplots(1, len(cells), figsize=(4 * len(cells), 3.8), sharey=True,
+    cols = min(4, len(cells))
+    rows = -(-len(cells) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.4 * rows + 0.4), sharey=True,
                              squeeze=False)
-    for ax, (rule, attack) in zip(axes[0], cells):
+    for ax in axes.flat[len(cells):]:
+        ax.set_visible(False)
+    for ax, (rule, attack) in zip(axes.flat, cells):
         for label, color in zip(labels, ("k", "tab:cyan", "tab:purple", "tab:blue", "tab:orange",
                                          "tab:green", "tab:gray")):
             for rounds, style in zip(sorted({r["dense_rounds"] for r in runs}), ("-", "--", ":")):
@@ -431,8 +435,9 @@ def plot_budget(plt, runs, img):
         ax.grid(alpha=0.3)
         ax.set_title(f"{rule}, {attack.upper()}", fontsize=9)
         ax.set_xlabel("bytes sent so far (all workers)")
-    axes[0][0].set_ylabel("test accuracy %")
-    max(axes[0], key=lambda a: len(a.get_lines())).legend(fontsize=6, loc="lower right")
+    for row in axes:
+        row[0].set_ylabel("test accuracy %")
+    max(axes.flat, key=lambda a: len(a.get_lines())).legend(fontsize=6, loc="lower right")
     fig.suptitle("Step-decay lr, compressed runs 2x the dense rounds (at k/d = 0.01: 1/50 of the "
                  f"bytes, dotted); n = 10, f = 2 ({runs[0]['dataset']})", fontsize=9)
     fig.tight_layout()
