@@ -249,7 +249,8 @@ class PartitionBackend(RayBackend):
     def start(self, specs, data=None):
         import ray
 
-        refuse_residual(spec_compressor(specs), "ray_partition",
+        compressor = spec_compressor(specs)
+        refuse_residual(compressor, "ray_partition",
                         "a resize deals workers to other actors, which build them anew")
         if not ray.is_initialized():
             if self.address is None:
@@ -260,7 +261,7 @@ class PartitionBackend(RayBackend):
 
             connect(self.address)
             self.connected_here = True
-        self.specs, self.compressor = list(specs), spec_compressor(specs)
+        self.specs, self.compressor = list(specs), compressor
         # one copy for every actor (or none: the actors load the dataset by name), held until
         # close: an actor that is dealt other workers, or restarted by Ray, builds them from it
         self.data_ref = put_dataset(data)

@@ -128,9 +128,9 @@ class Compressor:
         """
         if not self.residual:
             return self.compress(g, mask)
-        total = g if self.kept is None else g + self.kept
-        msg = self.compress(total, mask)
-        self.kept = total.clone() if total is g else total
+        # g + e in e's own storage (the messages' values are copies, never views of it)
+        self.kept = g.clone() if self.kept is None else self.kept.add_(g)
+        msg = self.compress(self.kept, mask)
         self.kept[msg.coordinates(mask)] = 0
         return msg
 
